@@ -24,7 +24,7 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1dretail/common/v1/common.proto\x12\x10retail.common.v1\")\n\x05Money\x12\x0e\n\x06\x61mount\x18\x01 \x01(\x03\x12\x10\n\x08\x63urrency\x18\x02 \x01(\t\"{\n\rLocalizedText\x12;\n\x06values\x18\x01 \x03(\x0b\x32+.retail.common.v1.LocalizedText.ValuesEntry\x1a-\n\x0bValuesEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"/\n\x08GeoPoint\x12\x10\n\x08latitude\x18\x01 \x01(\x01\x12\x11\n\tlongitude\x18\x02 \x01(\x01*q\n\x07\x43hannel\x12\x17\n\x13\x43HANNEL_UNSPECIFIED\x10\x00\x12\x18\n\x14\x43HANNEL_MINI_PROGRAM\x10\x01\x12\x0f\n\x0b\x43HANNEL_APP\x10\x02\x12\x0f\n\x0b\x43HANNEL_POS\x10\x03\x12\x11\n\rCHANNEL_KIOSK\x10\x04*\xde\x02\n\x0b\x45rrorReason\x12\x1c\n\x18\x45RROR_REASON_UNSPECIFIED\x10\x00\x12!\n\x1d\x45RROR_REASON_INVALID_ARGUMENT\x10\x01\x12\x1a\n\x16\x45RROR_REASON_NOT_FOUND\x10\x02\x12\x1f\n\x1b\x45RROR_REASON_ALREADY_EXISTS\x10\x03\x12#\n\x1f\x45RROR_REASON_INVALID_PAGE_TOKEN\x10\x04\x12\x1d\n\x19\x45RROR_REASON_OUT_OF_STOCK\x10\x05\x12\x1e\n\x1a\x45RROR_REASON_INVALID_STATE\x10\x06\x12\'\n#ERROR_REASON_IDEMPOTENCY_KEY_REUSED\x10\x07\x12\"\n\x1e\x45RROR_REASON_PERMISSION_DENIED\x10\x08\x12 \n\x1c\x45RROR_REASON_UNAUTHENTICATED\x10\tb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1dretail/common/v1/common.proto\x12\x10retail.common.v1\")\n\x05Money\x12\x0e\n\x06\x61mount\x18\x01 \x01(\x03\x12\x10\n\x08\x63urrency\x18\x02 \x01(\t\"{\n\rLocalizedText\x12;\n\x06values\x18\x01 \x03(\x0b\x32+.retail.common.v1.LocalizedText.ValuesEntry\x1a-\n\x0bValuesEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"/\n\x08GeoPoint\x12\x10\n\x08latitude\x18\x01 \x01(\x01\x12\x11\n\tlongitude\x18\x02 \x01(\x01*q\n\x07\x43hannel\x12\x17\n\x13\x43HANNEL_UNSPECIFIED\x10\x00\x12\x18\n\x14\x43HANNEL_MINI_PROGRAM\x10\x01\x12\x0f\n\x0b\x43HANNEL_APP\x10\x02\x12\x0f\n\x0b\x43HANNEL_POS\x10\x03\x12\x11\n\rCHANNEL_KIOSK\x10\x04*\x80\x03\n\x0b\x45rrorReason\x12\x1c\n\x18\x45RROR_REASON_UNSPECIFIED\x10\x00\x12!\n\x1d\x45RROR_REASON_INVALID_ARGUMENT\x10\x01\x12\x1a\n\x16\x45RROR_REASON_NOT_FOUND\x10\x02\x12\x1f\n\x1b\x45RROR_REASON_ALREADY_EXISTS\x10\x03\x12#\n\x1f\x45RROR_REASON_INVALID_PAGE_TOKEN\x10\x04\x12\x1d\n\x19\x45RROR_REASON_OUT_OF_STOCK\x10\x05\x12\x1e\n\x1a\x45RROR_REASON_INVALID_STATE\x10\x06\x12\'\n#ERROR_REASON_IDEMPOTENCY_KEY_REUSED\x10\x07\x12\"\n\x1e\x45RROR_REASON_PERMISSION_DENIED\x10\x08\x12 \n\x1c\x45RROR_REASON_UNAUTHENTICATED\x10\t\x12 \n\x1c\x45RROR_REASON_NOT_IMPLEMENTED\x10\nb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -36,7 +36,7 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_CHANNEL']._serialized_start=268
   _globals['_CHANNEL']._serialized_end=381
   _globals['_ERRORREASON']._serialized_start=384
-  _globals['_ERRORREASON']._serialized_end=734
+  _globals['_ERRORREASON']._serialized_end=768
   _globals['_MONEY']._serialized_start=51
   _globals['_MONEY']._serialized_end=92
   _globals['_LOCALIZEDTEXT']._serialized_start=94

@@ -66,6 +66,8 @@ class _ErrorReasonEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_ErrorReas
     """The caller's credentials do not allow the operation."""
     ERROR_REASON_UNAUTHENTICATED: _ErrorReason.ValueType  # 9
     """The caller did not present valid credentials."""
+    ERROR_REASON_NOT_IMPLEMENTED: _ErrorReason.ValueType  # 10
+    """The RPC is part of the contract but this server does not serve it yet."""
 
 class ErrorReason(_ErrorReason, metaclass=_ErrorReasonEnumTypeWrapper):
     """Reasons carried in google.rpc.ErrorInfo.reason by every service; clients switch on them."""
@@ -89,6 +91,8 @@ ERROR_REASON_PERMISSION_DENIED: ErrorReason.ValueType  # 8
 """The caller's credentials do not allow the operation."""
 ERROR_REASON_UNAUTHENTICATED: ErrorReason.ValueType  # 9
 """The caller did not present valid credentials."""
+ERROR_REASON_NOT_IMPLEMENTED: ErrorReason.ValueType  # 10
+"""The RPC is part of the contract but this server does not serve it yet."""
 Global___ErrorReason: _TypeAlias = ErrorReason  # noqa: Y015
 
 @_typing.final

@@ -1,0 +1,57 @@
+"""MongoDB access through PyMongo's async API, and which server answers (FerretDB or MongoDB)."""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from pymongo import AsyncMongoClient, IndexModel
+from pymongo.asynchronous.database import AsyncDatabase
+
+Document = dict[str, Any]
+
+
+class ServerFlavor(enum.StrEnum):
+    FERRETDB = "ferretdb"
+    MONGODB = "mongodb"
+
+
+def connect(uri: str, app_name: str) -> AsyncMongoClient[Document]:
+    """Creates the client lazily: nothing is contacted until the first command."""
+    return AsyncMongoClient(
+        uri,
+        appname=app_name,
+        serverSelectionTimeoutMS=2_000,
+        tz_aware=True,
+    )
+
+
+async def detect_flavor(client: AsyncMongoClient[Document]) -> ServerFlavor:
+    build_info = await client.admin.command("buildInfo")
+    return ServerFlavor.FERRETDB if "ferretdbVersion" in build_info else ServerFlavor.MONGODB
+
+
+@dataclass(frozen=True, slots=True)
+class IndexDeclaration:
+    """An index a repository needs; declared next to the queries that use it."""
+
+    collection: str
+    keys: Sequence[tuple[str, int]]
+    name: str
+    unique: bool = False
+
+    def model(self) -> IndexModel:
+        options: Mapping[str, Any] = {"name": self.name, "unique": self.unique}
+        return IndexModel(list(self.keys), **options)
+
+
+async def ensure_indexes(
+    database: AsyncDatabase[Document], declarations: Sequence[IndexDeclaration]
+) -> None:
+    by_collection: dict[str, list[IndexModel]] = {}
+    for declaration in declarations:
+        by_collection.setdefault(declaration.collection, []).append(declaration.model())
+    for collection, models in by_collection.items():
+        await database[collection].create_indexes(models)
