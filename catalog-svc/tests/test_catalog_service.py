@@ -139,6 +139,18 @@ async def test_list_pages_through_active_products_only(
     assert seen == [f"p_{n:04d}" for n in range(1, 26)]
 
 
+async def test_each_cursor_resumes_after_its_product(
+    catalog: catalog_pb2_grpc.CatalogServiceStub,
+) -> None:
+    first = await catalog.ListProducts(catalog_pb2.ListProductsRequest(page_size=5))
+    assert len(first.cursors) == len(first.products) == 5
+    assert first.cursors[-1] == first.next_page_token
+    resumed = await catalog.ListProducts(
+        catalog_pb2.ListProductsRequest(page_size=2, page_token=first.cursors[1])
+    )
+    assert [p.id for p in resumed.products] == [p.id for p in first.products[2:4]]
+
+
 async def test_list_filters_by_category(catalog: catalog_pb2_grpc.CatalogServiceStub) -> None:
     reply = await catalog.ListProducts(
         catalog_pb2.ListProductsRequest(page_size=100, category_id="cat_tea")

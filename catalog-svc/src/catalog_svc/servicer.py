@@ -110,6 +110,7 @@ class CatalogServicer(catalog_pb2_grpc.CatalogServiceServicer):
         return catalog_pb2.ListProductsResponse(
             products=[product_to_proto(p) for p in page],
             next_page_token=encode_page_token(fingerprint, page[-1].id) if more else "",
+            cursors=[encode_page_token(fingerprint, p.id) for p in page],
         )
 
     async def ListCategories(

@@ -347,19 +347,25 @@ class ListProductsResponse(_message.Message):
 
     PRODUCTS_FIELD_NUMBER: _builtins.int
     NEXT_PAGE_TOKEN_FIELD_NUMBER: _builtins.int
+    CURSORS_FIELD_NUMBER: _builtins.int
     next_page_token: _builtins.str
     """Empty on the last page."""
     @_builtins.property
     def products(self) -> _containers.RepeatedCompositeFieldContainer[Global___Product]: ...
+    @_builtins.property
+    def cursors(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """One resume token per product: passed as page_token, cursors[i] continues after products[i]."""
+
     def __init__(
         self,
         *,
         products: _abc.Iterable[Global___Product] | None = ...,
         next_page_token: _builtins.str = ...,
+        cursors: _abc.Iterable[_builtins.str] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["next_page_token", b"next_page_token", "products", b"products"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["cursors", b"cursors", "next_page_token", b"next_page_token", "products", b"products"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
