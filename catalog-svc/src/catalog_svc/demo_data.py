@@ -212,7 +212,9 @@ _SHIRT_COLOUR = _flat("颜色", "白色", "黑色", "藏青", "燕麦色", "雾�
 _SHIRT_SIZE = _flat("尺码", "S", "M", "L", "XL", "XXL")
 _HOODIE_COLOUR = _flat("颜色", "灰色", "黑色", "奶白", "墨绿", "酒红")
 _HOODIE_SIZE = _flat("尺码", "S", "M", "L", "XL")
-_LIP_SHADE = _flat("色号", "#01 正红", "#03 豆沙", "#05 枫叶红", "#08 奶茶", "#12 珊瑚", "#16 烂番茄")
+_LIP_SHADE = _flat(
+    "色号", "#01 正红", "#03 豆沙", "#05 枫叶红", "#08 奶茶", "#12 珊瑚", "#16 烂番茄"
+)
 _HOME_COLOUR = _flat("颜色", "奶白", "雾霾蓝", "墨绿", "樱花粉", "石墨黑")
 _TEXTILE_COLOUR = _flat("颜色", "米白", "浅灰", "雾霾蓝", "豆沙粉")
 _TEA_WEIGHT = _scaled("净含量", ("50g", 1.0), ("100g", 1.8), ("250g", 4.2))
@@ -248,7 +250,10 @@ _LEAVES: tuple[_LeafSpec, ...] = (
             _t("适合手冲、法压与意式萃取", "Works for pour-over, French press and espresso"),
             _t("单向排气阀包装，锁住香气", "A one-way valve bag keeps the aroma in"),
         ),
-        extra_attrs=(("roast", ("浅度烘焙", "中度烘焙", "深度烘焙")), ("process", ("水洗", "日晒"))),
+        extra_attrs=(
+            ("roast", ("浅度烘焙", "中度烘焙", "深度烘焙")),
+            ("process", ("水洗", "日晒")),
+        ),
     ),
     _LeafSpec(
         category_id="cat_coffee_drip",
@@ -265,7 +270,7 @@ _LEAVES: tuple[_LeafSpec, ...] = (
         price_range=(2900, 12900),
         plans=(_Plan((_scaled("规格", ("10片装", 1.0), ("20片装", 1.8), ("30片装", 2.6)),)),),
         selling_points=(
-            _t("即撕即冲，三分钟一杯现磨咖啡", "Tear, pour and enjoy fresh coffee in three minutes"),
+            _t("即撕即冲，三分钟一杯现磨咖啡", "Tear, pour and enjoy fresh coffee in minutes"),
             _t("氮气充填独立包装", "Nitrogen-flushed individual sachets"),
             _t("办公室与旅行常备", "Perfect for the office and for travel"),
         ),
@@ -603,7 +608,11 @@ _LEAVES: tuple[_LeafSpec, ...] = (
         category_id="cat_apparel_bags",
         count=10,
         brand_ids=("b_jiangnan", "b_beiye", "b_qingshan"),
-        nouns=(_t("帆布包", "Canvas Tote"), _t("双肩包", "Backpack"), _t("斜挎包", "Crossbody Bag")),
+        nouns=(
+            _t("帆布包", "Canvas Tote"),
+            _t("双肩包", "Backpack"),
+            _t("斜挎包", "Crossbody Bag"),
+        ),
         modifiers=(
             _t("通勤", "Commuter"),
             _t("大容量", "Large-Capacity"),
@@ -658,7 +667,7 @@ _LEAVES: tuple[_LeafSpec, ...] = (
         price_range=(9900, 89900),
         plans=(_Plan((_scaled("规格", ("30ml", 1.0), ("50ml", 1.5), ("100ml", 2.6)),)),),
         selling_points=(
-            _t("敏感肌可用，无酒精无香精", "Suitable for sensitive skin; alcohol- and fragrance-free"),
+            _t("敏感肌可用，无酒精无香精", "Alcohol- and fragrance-free, for sensitive skin"),
             _t("添加烟酰胺与神经酰胺", "With niacinamide and ceramides"),
             _t("质地轻薄，快速吸收", "Lightweight texture that absorbs quickly"),
             _t("早晚均可使用", "For morning and evening use"),
@@ -914,9 +923,7 @@ def _product(
         Sku(
             id=f"{product_id}_s{n}",
             barcode=_barcode(brand_index, next(next_item_number)),
-            price=Money(
-                _round_price(base * math.prod(c.factor for c in combo), spec.price_range)
-            ),
+            price=Money(_round_price(base * math.prod(c.factor for c in combo), spec.price_range)),
             options=tuple(
                 SkuOption(axis.name, choice.value)
                 for axis, choice in zip(plan.axes, combo, strict=True)

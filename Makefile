@@ -1,0 +1,44 @@
+# The two commands that matter: `make run` (the whole system, embedded default) and `make test`.
+SHELL := /bin/bash
+export UV_PYTHON_DOWNLOADS := never
+BUF := var/bin/buf
+PY := uv run --frozen
+
+.PHONY: run test install lint typecheck proto proto-check buf seed schema bench clean
+
+run: install ## start FerretDB, the four services and the gateway; seed; print GraphiQL and tokens
+	$(PY) python infra/devstack.py
+
+test: install lint typecheck buf ## everything CI checks
+	$(PY) pytest
+
+install: ## install whatever is missing (Python deps, FerretDB, buf)
+	@bash infra/install.sh
+
+lint:
+	$(PY) ruff check .
+	$(PY) ruff format --check .
+
+typecheck:
+	$(PY) mypy libs/retail-kit/src catalog-svc/src store-svc/src order-svc/src member-svc/src gateway/src
+
+proto: ## regenerate Python and .pyi stubs from proto/
+	$(PY) python proto/generate.py
+
+buf: ## lint the contracts and check them for breaking changes against the previous commit
+	cd proto && ../$(BUF) lint
+	bash infra/buf-breaking.sh
+
+seed: ## load the demo data into a running database (idempotent)
+	$(PY) python -m catalog_svc.seed
+	$(PY) python -m store_svc.seed
+	$(PY) python -m member_svc.seed
+
+schema: ## re-export the gateway's SDL
+	$(PY) python -m gateway.export_schema
+
+bench: install ## gateway products query vs the direct-PyMongo floor (needs wrk)
+	$(PY) python infra/bench/products.py
+
+clean:
+	rm -rf var/ferretdb var/bench

@@ -1,0 +1,207 @@
+"""The embedded default, as `make run` starts it.
+
+FerretDB (SQLite files under var/ferretdb, loopback only) -> demo data -> the four services ->
+the gateway. Waits until every service reports SERVING on the standard gRPC health check and
+the gateway answers, prints the GraphiQL address and demo tokens, and on Ctrl-C / SIGTERM
+stops every process it started (services first, the database last), leaving no orphan.
+
+MONGODB_URI points everything at an external MongoDB instead of starting FerretDB.
+Ports come from the services' own settings (CATALOG_PORT, GATEWAY_PORT, ...); DEVSTACK_DATA_DIR
+and DEVSTACK_FERRETDB_PORT move the database; DEVSTACK_SKIP_SEED=1 skips the demo data.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import os
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+from dataclasses import dataclass, field
+from datetime import timedelta
+from pathlib import Path
+from types import FrameType
+
+import grpc
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+from catalog_svc import settings as catalog_settings
+from gateway.auth import Role, issue_token
+from gateway.settings import load as load_gateway_settings
+from member_svc import settings as member_settings
+from order_svc import settings as order_settings
+from retail_kit.ferretdb import EmbeddedFerretDB
+from retail_kit.settings import ServiceSettings, SettingsError, load_settings
+from store_svc import settings as store_settings
+
+ROOT = Path(__file__).resolve().parent.parent
+READY_TIMEOUT_SECONDS = 90.0
+STOP_TIMEOUT_SECONDS = 15.0
+TOKEN_TTL = timedelta(hours=24)
+
+
+@dataclass(frozen=True, slots=True)
+class DevStackSettings:
+    data_dir: str = str(ROOT / "var" / "ferretdb")
+    ferretdb_port: int = 27117
+    skip_seed: bool = False
+
+
+@dataclass
+class Stack:
+    processes: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
+    database: EmbeddedFerretDB | None = None
+
+    def stop(self) -> None:
+        for process in self.processes.values():
+            if process.poll() is None:
+                process.send_signal(signal.SIGTERM)
+        deadline = time.monotonic() + STOP_TIMEOUT_SECONDS
+        for name, process in self.processes.items():
+            try:
+                process.wait(max(0.1, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                print(f"[devstack] {name} did not stop in time; killing it", file=sys.stderr)
+                process.kill()
+                process.wait()
+        if self.database is not None:
+            self.database.stop()
+
+
+def _die_with_parent() -> None:
+    """Children get SIGTERM if devstack itself dies, so nothing is left behind even then."""
+    pr_set_pdeathsig = 1
+    ctypes.CDLL("libc.so.6", use_errno=True).prctl(pr_set_pdeathsig, signal.SIGTERM)
+
+
+def spawn(module: str, env: dict[str, str]) -> subprocess.Popen[bytes]:
+    return subprocess.Popen(
+        [sys.executable, "-m", module], env=env, cwd=ROOT, preexec_fn=_die_with_parent
+    )
+
+
+def wait_serving(name: str, address: str, process: subprocess.Popen[bytes]) -> None:
+    deadline = time.monotonic() + READY_TIMEOUT_SECONDS
+    with grpc.insecure_channel(address) as channel:
+        health = health_pb2_grpc.HealthStub(channel)
+        while time.monotonic() < deadline:
+            if process.poll() is not None:
+                raise RuntimeError(f"{name} exited with {process.returncode}")
+            try:
+                reply = health.Check(health_pb2.HealthCheckRequest(), timeout=1.0)
+                if reply.status == health_pb2.HealthCheckResponse.SERVING:
+                    return
+            except grpc.RpcError:
+                pass
+            time.sleep(0.2)
+    raise TimeoutError(f"{name} did not report SERVING at {address}")
+
+
+def wait_http(url: str, process: subprocess.Popen[bytes]) -> None:
+    deadline = time.monotonic() + READY_TIMEOUT_SECONDS
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"gateway exited with {process.returncode}")
+        try:
+            with urllib.request.urlopen(url, timeout=1.0) as response:
+                if response.status == 200:
+                    return
+        except OSError:
+            time.sleep(0.2)
+    raise TimeoutError(f"gateway did not answer at {url}")
+
+
+def main() -> int:
+    try:
+        config = load_settings(DevStackSettings, "DEVSTACK")
+        services: dict[str, ServiceSettings] = {
+            "catalog_svc": catalog_settings.load(),
+            "store_svc": store_settings.load(),
+            "order_svc": order_settings.load(),
+            "member_svc": member_settings.load(),
+        }
+        gateway = load_gateway_settings()
+    except SettingsError as error:
+        print(f"[devstack] bad setting: {error}", file=sys.stderr)
+        return 2
+
+    stack = Stack()
+    stopping = False
+
+    def request_stop(signum: int, frame: FrameType | None) -> None:
+        nonlocal stopping
+        stopping = True
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, request_stop)
+    env = dict(os.environ)
+    try:
+        if "MONGODB_URI" not in env:
+            stack.database = EmbeddedFerretDB(Path(config.data_dir), config.ferretdb_port)
+            stack.database.start()
+            env["MONGODB_URI"] = stack.database.uri
+            print(f"[devstack] FerretDB on {stack.database.uri} (data in {config.data_dir})")
+        if not config.skip_seed:
+            for module in ("catalog_svc.seed", "store_svc.seed", "member_svc.seed"):
+                subprocess.run([sys.executable, "-m", module], env=env, cwd=ROOT, check=True)
+        for name, service in services.items():
+            env[f"GATEWAY_{name.removesuffix('_svc').upper()}_ADDR"] = (
+                f"{service.host}:{service.port}"
+            )
+        for name in services:
+            stack.processes[name] = spawn(name, env)
+        stack.processes["gateway"] = spawn("gateway", env)
+        for name, service in services.items():
+            wait_serving(name, f"{service.host}:{service.port}", stack.processes[name])
+        base = f"http://{gateway.host}:{gateway.port}"
+        wait_http(f"{base}/healthz", stack.processes["gateway"])
+        print_banner(base, gateway.jwt_secret, gateway.jwt_issuer)
+        with (Path(config.data_dir) / "stack.pids").open("w") as pids:
+            pids.writelines(f"{p.pid}\n" for p in stack.processes.values())
+        while all(p.poll() is None for p in stack.processes.values()):
+            time.sleep(0.5)
+        failed = [n for n, p in stack.processes.items() if p.poll() is not None]
+        print(f"[devstack] {', '.join(failed)} exited; stopping the rest", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("\n[devstack] stopping", file=sys.stderr)
+        return 0
+    except (RuntimeError, TimeoutError, subprocess.CalledProcessError) as error:
+        print(f"[devstack] failed: {error}", file=sys.stderr)
+        return 1
+    finally:
+        stack.stop()
+        print("[devstack] stopped", file=sys.stderr)
+
+
+def print_banner(base: str, secret: str, issuer: str) -> None:
+    tokens = {
+        "customer (m_0001)": issue_token(
+            secret, issuer, Role.CUSTOMER, subject="m_0001", member_id="m_0001", ttl=TOKEN_TTL
+        ),
+        "associate (st_001)": issue_token(
+            secret, issuer, Role.ASSOCIATE, subject="as_st_001_01", store_id="st_001", ttl=TOKEN_TTL
+        ),
+        "kiosk (st_001)": issue_token(
+            secret,
+            issuer,
+            Role.KIOSK,
+            subject="k_st_001_01",
+            store_id="st_001",
+            device_id="k_st_001_01",
+            ttl=TOKEN_TTL,
+        ),
+    }
+    print()
+    print(f"GraphiQL: {base}/graphql")
+    print("Demo tokens (send as the header  Authorization: Bearer <token>):")
+    for label, token in tokens.items():
+        print(f"  {label}: {token}")
+    print("Ctrl-C stops everything.")
+    print(f"[devstack] ready: {base}/graphql", flush=True)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
