@@ -8,12 +8,12 @@ from datetime import UTC, datetime
 import grpc
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
-from retail.catalog.v1 import catalog_pb2, catalog_pb2_grpc
 
 from catalog_svc import app
 from catalog_svc.domain import LocalizedText, Money, Product, ProductStatus, Sku
 from catalog_svc.repository import PRODUCTS, product_to_document
 from catalog_svc.settings import CatalogSettings
+from retail.catalog.v1 import catalog_pb2, catalog_pb2_grpc
 from retail_kit.errors import RpcErrorDetails
 from retail_kit.testing import channel_to, running_service, unique_name
 

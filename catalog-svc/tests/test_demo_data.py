@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections import Counter
 
 import pytest
+
 from catalog_svc.demo_data import DemoCatalog, demo_catalog
 from catalog_svc.domain import ProductStatus
 

@@ -1,7 +1,6 @@
 """python -m catalog_svc"""
 
-from retail_kit.server import run_service
-
 from catalog_svc import app, settings
+from retail_kit.server import run_service
 
 run_service(app.NAME, lambda: app.build_host(settings.load()))

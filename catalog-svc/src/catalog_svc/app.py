@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import grpc
-from retail.catalog.v1 import catalog_pb2, catalog_pb2_grpc
-from retail_kit.server import ServiceContext, ServiceHost
 
 from catalog_svc.repository import CatalogRepository
 from catalog_svc.servicer import CatalogServicer
 from catalog_svc.settings import CatalogSettings
+from retail.catalog.v1 import catalog_pb2, catalog_pb2_grpc
+from retail_kit.server import ServiceContext, ServiceHost
 
 NAME = "catalog-svc"
 SERVICE_NAMES = (catalog_pb2.DESCRIPTOR.services_by_name["CatalogService"].full_name,)

@@ -6,7 +6,6 @@ from collections.abc import Sequence
 from typing import Any
 
 from pymongo.asynchronous.database import AsyncDatabase
-from retail_kit.mongo import Document, IndexDeclaration, ensure_indexes
 
 from catalog_svc.domain import (
     Brand,
@@ -18,6 +17,7 @@ from catalog_svc.domain import (
     Sku,
     SkuOption,
 )
+from retail_kit.mongo import Document, IndexDeclaration, ensure_indexes
 
 PRODUCTS = "products"
 CATEGORIES = "categories"

@@ -4,9 +4,6 @@ from __future__ import annotations
 
 import asyncio
 
-from retail_kit.mongo import connect
-from retail_kit.seeding import SeedReport, upsert_documents
-
 from catalog_svc import settings
 from catalog_svc.demo_data import demo_catalog
 from catalog_svc.repository import (
@@ -18,6 +15,8 @@ from catalog_svc.repository import (
     category_to_document,
     product_to_document,
 )
+from retail_kit.mongo import connect
+from retail_kit.seeding import SeedReport, upsert_documents
 
 
 async def seed(mongodb_uri: str, database_name: str) -> list[SeedReport]:

@@ -5,14 +5,14 @@ from __future__ import annotations
 from datetime import datetime
 
 from google.protobuf.timestamp_pb2 import Timestamp
+
+from catalog_svc.domain import Brand, Category, LocalizedText, Product, ProductStatus
+from catalog_svc.repository import CatalogRepository
 from retail.catalog.v1 import catalog_pb2, catalog_pb2_grpc
 from retail.common.v1 import common_pb2
 from retail_kit.errors import Context, not_found, unimplemented
 from retail_kit.paging import decode_page_token, encode_page_token, page_size, query_fingerprint
 from retail_kit.validation import batch_ids, require_id
-
-from catalog_svc.domain import Brand, Category, LocalizedText, Product, ProductStatus
-from catalog_svc.repository import CatalogRepository
 
 _STATUS_TO_PROTO = {
     ProductStatus.DRAFT: catalog_pb2.PRODUCT_STATUS_DRAFT,

@@ -3,6 +3,7 @@ from __future__ import annotations
 import grpc
 import pytest
 from google.rpc import error_details_pb2
+
 from retail_kit.errors import FieldViolation, ServiceError, invalid_argument, not_found
 from retail_kit.paging import (
     DEFAULT_PAGE_SIZE,

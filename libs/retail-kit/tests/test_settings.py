@@ -3,6 +3,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import pytest
+
 from retail_kit.settings import EMBEDDED_MONGODB_URI, ServiceSettings, SettingsError, load_settings
 
 

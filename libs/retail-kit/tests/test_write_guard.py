@@ -8,6 +8,7 @@ from collections.abc import AsyncIterator
 import pytest
 from pymongo import AsyncMongoClient
 from pymongo.asynchronous.collection import AsyncCollection
+
 from retail_kit.atomic import DocumentWriteGuard
 from retail_kit.mongo import Document, ServerFlavor, detect_flavor
 from retail_kit.testing import unique_name

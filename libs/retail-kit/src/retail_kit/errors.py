@@ -10,6 +10,7 @@ from typing import Any
 import grpc
 from google.protobuf import any_pb2
 from google.rpc import code_pb2, error_details_pb2, status_pb2
+
 from retail.common.v1 import common_pb2
 
 STATUS_DETAILS_KEY = "grpc-status-details-bin"

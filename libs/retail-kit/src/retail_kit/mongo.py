@@ -50,8 +50,16 @@ class IndexDeclaration:
 async def ensure_indexes(
     database: AsyncDatabase[Document], declarations: Sequence[IndexDeclaration]
 ) -> None:
-    by_collection: dict[str, list[IndexModel]] = {}
+    """Creates the declared indexes that do not exist yet (matched by name).
+
+    Only missing ones are sent: FerretDB v1.24 drops the connection when createIndexes
+    names an index that already exists on the SQLite backend.
+    """
+    by_collection: dict[str, list[IndexDeclaration]] = {}
     for declaration in declarations:
-        by_collection.setdefault(declaration.collection, []).append(declaration.model())
-    for collection, models in by_collection.items():
-        await database[collection].create_indexes(models)
+        by_collection.setdefault(declaration.collection, []).append(declaration)
+    for collection, wanted in by_collection.items():
+        existing = {index["name"] async for index in await database[collection].list_indexes()}
+        missing = [d.model() for d in wanted if d.name not in existing]
+        if missing:
+            await database[collection].create_indexes(missing)

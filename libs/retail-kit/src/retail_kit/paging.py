@@ -9,8 +9,8 @@ import json
 from typing import Any
 
 import grpc
-from retail.common.v1 import common_pb2
 
+from retail.common.v1 import common_pb2
 from retail_kit.errors import FieldViolation, ServiceError, invalid_argument
 
 DEFAULT_PAGE_SIZE = 20
