@@ -1,0 +1,194 @@
+"""Benchmark: the gateway's `products` query next to its floor, in one run.
+
+Starts its own FerretDB (var/bench), seeds the demo catalog, runs catalog-svc and the gateway
+as `make run` does, plus the floor (floor_app.py: the same read straight from PyMongo behind
+a bare Starlette endpoint). wrk, a separate process, loads each at the same concurrency,
+alternating for several rounds; medians and the gateway/floor ratios are printed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import shutil
+import signal
+import statistics
+import subprocess
+import sys
+import urllib.request
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(ROOT / "infra"))
+
+from devstack import wait_http, wait_serving  # noqa: E402
+
+from retail_kit.ferretdb import EmbeddedFerretDB, free_port  # noqa: E402
+
+HERE = Path(__file__).resolve().parent
+QUERY = (
+    "{ products(first: %d) { edges { node { id title "
+    "skus { id barcode price { amount currency } } } } } }"
+)
+
+
+@dataclass(frozen=True)
+class Sample:
+    rps: float
+    p50_ms: float
+    p99_ms: float
+    errors: int
+
+
+def wrk(url: str, script: str, connections: int, seconds: int, env: dict[str, str]) -> Sample:
+    out = subprocess.run(
+        ["wrk", "-t1", f"-c{connections}", f"-d{seconds}s", "--latency", "-s", script, url],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    line = next(x for x in out.splitlines() if x.startswith("BENCH_JSON "))
+    data = json.loads(line.removeprefix("BENCH_JSON "))
+    return Sample(data["rps"], data["p50_ms"], data["p99_ms"], data["errors"])
+
+
+def check_same_answer(gateway: str, floor: str, first: int) -> None:
+    request = urllib.request.Request(
+        f"{gateway}/graphql",
+        data=json.dumps({"query": QUERY % first}).encode(),
+        headers={"Content-Type": "application/json"},
+    )
+    with urllib.request.urlopen(request) as response:
+        via_gateway = json.load(response)
+    with urllib.request.urlopen(f"{floor}/products?first={first}") as response:
+        direct = json.load(response)
+    ids = [[e["node"]["id"] for e in d["data"]["products"]["edges"]] for d in (via_gateway, direct)]
+    if ids[0] != ids[1] or len(ids[0]) != first:
+        raise SystemExit(f"gateway and floor disagree: {ids}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--connections", type=int, default=16)
+    parser.add_argument("--seconds", type=int, default=8)
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--first", type=int, default=20)
+    args = parser.parse_args()
+    if shutil.which("wrk") is None:
+        raise SystemExit("wrk is missing: `apt-get install wrk` (make bench does it)")
+
+    data_dir = ROOT / "var" / "bench" / "ferretdb"
+    shutil.rmtree(data_dir, ignore_errors=True)
+    database = EmbeddedFerretDB(data_dir, free_port()).start()
+    ports = {name: free_port() for name in ("catalog", "gateway", "floor")}
+    env = {
+        **os.environ,
+        "MONGODB_URI": database.uri,
+        "CATALOG_PORT": str(ports["catalog"]),
+        "GATEWAY_PORT": str(ports["gateway"]),
+        "GATEWAY_CATALOG_ADDR": f"127.0.0.1:{ports['catalog']}",
+        "LOG_LEVEL": "WARNING",
+    }
+    processes: list[subprocess.Popen[bytes]] = []
+    try:
+        subprocess.run([sys.executable, "-m", "catalog_svc.seed"], env=env, check=True)
+        catalog = subprocess.Popen([sys.executable, "-m", "catalog_svc"], env=env)
+        gateway = subprocess.Popen([sys.executable, "-m", "gateway"], env=env)
+        floor = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "uvicorn",
+                "floor_app:app",
+                "--port",
+                str(ports["floor"]),
+                "--no-access-log",
+                "--log-level",
+                "warning",
+            ],
+            env=env,
+            cwd=HERE,
+        )
+        processes += [catalog, gateway, floor]
+        wait_serving("catalog-svc", f"127.0.0.1:{ports['catalog']}", catalog)
+        gateway_url = f"http://127.0.0.1:{ports['gateway']}"
+        floor_url = f"http://127.0.0.1:{ports['floor']}"
+        wait_http(f"{gateway_url}/healthz", gateway)
+        wait_http(f"{floor_url}/products?first=1", floor)
+        check_same_answer(gateway_url, floor_url, args.first)
+
+        wrk_env = {
+            **os.environ,
+            "BENCH_BODY": json.dumps({"query": QUERY % args.first}),
+            "BENCH_REPORT_LUA": str(HERE / "report.lua"),
+        }
+        targets = {
+            "floor (Starlette + PyMongo)": (f"{floor_url}/products?first={args.first}", "get.lua"),
+            "gateway products query": (f"{gateway_url}/graphql", "graphql.lua"),
+        }
+        for url, script in targets.values():  # warm-up: connections, caches, JIT-free paths
+            wrk(url, str(HERE / script), args.connections, 2, wrk_env)
+        samples: dict[str, list[Sample]] = {name: [] for name in targets}
+        for round_number in range(1, args.rounds + 1):
+            for name, (url, script) in targets.items():
+                sample = wrk(url, str(HERE / script), args.connections, args.seconds, wrk_env)
+                samples[name].append(sample)
+                print(
+                    f"round {round_number} {name}: {sample.rps:.0f} req/s, "
+                    f"p50 {sample.p50_ms:.1f} ms, p99 {sample.p99_ms:.1f} ms, "
+                    f"errors {sample.errors}",
+                    flush=True,
+                )
+        report(samples, args)
+    finally:
+        for process in processes:
+            process.send_signal(signal.SIGTERM)
+        for process in processes:
+            try:
+                process.wait(15)
+            except subprocess.TimeoutExpired:
+                process.kill()
+        database.stop()
+
+
+def report(samples: dict[str, list[Sample]], args: argparse.Namespace) -> None:
+    medians = {
+        name: (
+            statistics.median(s.rps for s in runs),
+            statistics.median(s.p50_ms for s in runs),
+            statistics.median(s.p99_ms for s in runs),
+            sum(s.errors for s in runs),
+        )
+        for name, runs in samples.items()
+    }
+    floor, gateway = medians.values()
+    cpu = next(
+        (
+            line.split(":", 1)[1].strip()
+            for line in Path("/proc/cpuinfo").read_text().splitlines()
+            if line.startswith("model name")
+        ),
+        platform.processor(),
+    )
+    print()
+    print(
+        f"products(first: {args.first}) — {datetime.now(UTC):%Y-%m-%d %H:%M} UTC, "
+        f"{os.cpu_count()} cores, {cpu}"
+    )
+    print(f"wrk -t1 -c{args.connections}, {args.rounds} rounds of {args.seconds}s, medians")
+    print(f"{'target':32} {'req/s':>8} {'p50 ms':>8} {'p99 ms':>8} {'errors':>7}")
+    for name, (rps, p50, p99, errors) in medians.items():
+        print(f"{name:32} {rps:8.0f} {p50:8.1f} {p99:8.1f} {errors:7d}")
+    print(
+        f"gateway/floor: throughput {gateway[0] / floor[0]:.2f}x, "
+        f"p50 latency {gateway[1] / floor[1]:.2f}x, p99 latency {gateway[2] / floor[2]:.2f}x"
+    )
+
+
+if __name__ == "__main__":
+    main()
