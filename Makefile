@@ -37,7 +37,8 @@ seed: ## load the demo data into a running database (idempotent)
 schema: ## re-export the gateway's SDL
 	$(PY) python -m gateway.export_schema
 
-bench: install ## gateway products query vs the direct-PyMongo floor (needs wrk)
+bench: install ## gateway products query vs the direct-PyMongo floor (wrk from Debian's packages)
+	@command -v wrk >/dev/null || (apt-get update -qq && apt-get install -y -qq wrk)
 	$(PY) python infra/bench/products.py
 
 clean:
