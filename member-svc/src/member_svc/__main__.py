@@ -1,0 +1,6 @@
+"""python -m member_svc"""
+
+from member_svc import app, settings
+from retail_kit.server import run_service
+
+run_service(app.NAME, lambda: app.build_host(settings.load()))

@@ -1,0 +1,46 @@
+"""python -m member_svc.seed: loads the deterministic demo members; reruns change nothing.
+
+Members are written before their identity documents, so no identity ever points to a
+member that is not stored.
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+from member_svc import settings
+from member_svc.demo_data import demo_members
+from member_svc.repository import (
+    IDENTITIES,
+    MEMBERS,
+    MemberRepository,
+    identity_documents,
+    member_to_document,
+)
+from retail_kit.mongo import connect
+from retail_kit.seeding import SeedReport, upsert_documents
+
+
+async def seed(mongodb_uri: str, database_name: str) -> list[SeedReport]:
+    members = demo_members()
+    identities = identity_documents(members)  # refuses an identity claimed twice, up front
+    client = connect(mongodb_uri, "member-seed")
+    try:
+        database = client[database_name]
+        await MemberRepository(database).ensure_indexes()
+        return [
+            await upsert_documents(database[MEMBERS], [member_to_document(m) for m in members]),
+            await upsert_documents(database[IDENTITIES], identities),
+        ]
+    finally:
+        await client.close()
+
+
+def main() -> None:
+    config = settings.load()
+    for report in asyncio.run(seed(config.mongodb_uri, config.database)):
+        print(f"member {report}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,64 @@
+"""The demo members and their identities load fully, a second run changes nothing."""
+
+from __future__ import annotations
+
+from pymongo import AsyncMongoClient
+
+from member_svc import app
+from member_svc.demo_data import demo_members
+from member_svc.repository import IDENTITIES, MEMBERS
+from member_svc.seed import seed
+from member_svc.servicer import KIND_TO_PROTO
+from member_svc.settings import MemberSettings
+from retail.member.v1 import member_pb2, member_pb2_grpc
+from retail_kit.mongo import Document
+from retail_kit.testing import channel_to, running_service, unique_name
+
+
+async def test_seed_twice_changes_nothing(mongo_uri: str) -> None:
+    database = unique_name("member_seed")
+    members = demo_members()
+    identity_count = sum(len(m.identities) for m in members)
+    first = await seed(mongo_uri, database)
+    assert [(r.collection, r.inserted, r.updated) for r in first] == [
+        (MEMBERS, len(members), 0),
+        (IDENTITIES, identity_count, 0),
+    ]
+    client: AsyncMongoClient[Document] = AsyncMongoClient(mongo_uri)
+    try:
+        before = {
+            name: await client[database][name].find({}).sort("_id", 1).to_list()
+            for name in (MEMBERS, IDENTITIES)
+        }
+        second = await seed(mongo_uri, database)
+        after = {
+            name: await client[database][name].find({}).sort("_id", 1).to_list()
+            for name in (MEMBERS, IDENTITIES)
+        }
+    finally:
+        await client.close()
+    assert [(r.inserted, r.updated) for r in second] == [(0, 0), (0, 0)]
+    assert [r.unchanged for r in second] == [len(members), identity_count]
+    assert before == after
+
+
+async def test_every_seeded_identity_finds_its_member(mongo_uri: str) -> None:
+    database = unique_name("member_seed")
+    await seed(mongo_uri, database)
+    settings = MemberSettings(mongodb_uri=mongo_uri, database=database)
+    async with (
+        running_service(app.NAME, settings, app.SERVICE_NAMES, app.register, app.on_ready) as host,
+        channel_to(host) as channel,
+    ):
+        stub = member_pb2_grpc.MemberServiceStub(channel)
+        for member in demo_members():
+            for identity in member.identities:
+                reply = await stub.GetMemberByIdentity(
+                    member_pb2.GetMemberByIdentityRequest(
+                        identity=member_pb2.Identity(
+                            kind=KIND_TO_PROTO[identity.kind], value=identity.value
+                        )
+                    )
+                )
+                assert reply.member.id == member.id
+                assert reply.member.display_name == member.display_name
