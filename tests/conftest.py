@@ -142,9 +142,9 @@ def stack(
                 process.kill()
 
 
-async def eventually(check: object, timeout: float = 15.0) -> None:
+async def eventually(check: object, within_seconds: float = 15.0) -> None:
     """Polls an async predicate until it holds; for spans that are exported in batches."""
-    deadline = time.monotonic() + timeout
+    deadline = time.monotonic() + within_seconds
     while True:
         if await check():  # type: ignore[operator]
             return

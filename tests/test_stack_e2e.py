@@ -16,10 +16,10 @@ import httpx
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from opentelemetry.proto.trace.v1 import trace_pb2
+
 from retail.member.v1 import member_pb2, member_pb2_grpc
 from retail.order.v1 import order_pb2, order_pb2_grpc
 from retail.store.v1 import store_pb2, store_pb2_grpc
-
 from tests.conftest import RunningStack, TraceCollector, eventually
 
 pytestmark = pytest.mark.e2e
@@ -124,10 +124,19 @@ async def test_one_trace_spans_http_gateway_grpc_and_mongodb(
         return collector.trace(trace_id)
 
     async def complete() -> bool:
-        services = {service for service, _ in spans()}
-        return {"gateway", "catalog-svc"} <= services and any(
+        seen = {(service, span.kind) for service, span in spans()}
+        has_mongo_span = any(
             service == "catalog-svc" and _attribute(span, "db.system") == "mongodb"
             for service, span in spans()
+        )
+        return (
+            has_mongo_span
+            and {
+                ("gateway", trace_pb2.Span.SPAN_KIND_SERVER),
+                ("gateway", trace_pb2.Span.SPAN_KIND_CLIENT),
+                ("catalog-svc", trace_pb2.Span.SPAN_KIND_SERVER),
+            }
+            <= seen
         )
 
     await eventually(complete)
@@ -154,7 +163,7 @@ def _alive(pid: int) -> bool:
         os.kill(pid, 0)
     except ProcessLookupError:
         return False
-    return not Path(f"/proc/{pid}/stat").read_text().split()[2] == "Z"
+    return Path(f"/proc/{pid}/stat").read_text().split()[2] != "Z"
 
 
 def test_ctrl_c_stops_every_process(stack: RunningStack) -> None:

@@ -1,0 +1,1 @@
+"""GraphQL gateway: strawberry on Starlette over the retail gRPC services."""

@@ -1,0 +1,55 @@
+"""The ASGI app: /graphql (bearer auth in front of strawberry) and /healthz."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
+
+import grpc
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+from starlette.routing import Route, WebSocketRoute
+
+from gateway.auth import BearerAuthMiddleware
+from gateway.clients import ServiceClients
+from gateway.context import GatewayGraphQL
+from gateway.schema import build_schema
+from gateway.settings import GatewaySettings
+
+
+def create_app(
+    settings: GatewaySettings,
+    *,
+    interceptors: Sequence[grpc.aio.ClientInterceptor] = (),
+) -> Starlette:
+    """`interceptors` are added to every service channel after the deadline one."""
+    graphql = GatewayGraphQL(
+        build_schema(introspection=settings.introspection),
+        graphql_ide="graphiql" if settings.graphiql else None,
+    )
+    endpoint = BearerAuthMiddleware(graphql, settings.jwt_secret, settings.jwt_issuer)
+
+    @asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        clients = ServiceClients.open(settings, interceptors)
+        graphql.clients = clients
+        try:
+            yield
+        finally:
+            graphql.clients = None
+            await clients.close()
+
+    async def healthz(request: Request) -> JSONResponse:
+        if graphql.clients is None:
+            return JSONResponse({"status": "starting"}, status_code=503)
+        return JSONResponse({"status": "ok"})
+
+    return Starlette(
+        routes=[
+            Route("/graphql", endpoint, methods=["GET", "POST"]),
+            WebSocketRoute("/graphql", endpoint),
+            Route("/healthz", healthz, methods=["GET"]),
+        ],
+        lifespan=lifespan,
+    )

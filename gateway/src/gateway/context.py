@@ -1,0 +1,70 @@
+"""What every resolver gets: who is calling, the service clients, the locale, the loaders."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.websockets import WebSocket
+from strawberry.asgi import GraphQL
+from strawberry.types import Info
+
+from gateway.auth import Principal, principal_of
+from gateway.clients import ServiceClients
+from gateway.loaders import Loaders, build_loaders
+
+DEFAULT_LOCALE = "zh-Hans"
+ENGLISH = "en"
+
+
+@dataclass(slots=True)
+class GatewayContext:
+    request: Request | WebSocket
+    response: Response | WebSocket | None
+    principal: Principal
+    clients: ServiceClients
+    locale: str
+    loaders: Loaders
+
+
+GatewayInfo = Info[GatewayContext, None]
+"""The `info` type resolvers declare."""
+
+
+def negotiate_locale(accept_language: str | None) -> str:
+    """The caller's preferred language by q-value: any English tag gives "en", else zh-Hans."""
+    best, best_q = "", 0.0
+    for part in (accept_language or "").split(","):
+        tag, *params = (piece.strip() for piece in part.split(";"))
+        quality = 1.0
+        for param in params:
+            name, _, value = param.partition("=")
+            if name.strip().lower() == "q":
+                try:
+                    quality = float(value)
+                except ValueError:
+                    quality = 0.0
+        if tag and quality > best_q:
+            best, best_q = tag, quality
+    return ENGLISH if best.split("-")[0].lower() == ENGLISH else DEFAULT_LOCALE
+
+
+class GatewayGraphQL(GraphQL[GatewayContext, None]):
+    """The strawberry ASGI view; the app's lifespan sets `clients` before any request."""
+
+    clients: ServiceClients | None = None
+
+    async def get_context(
+        self, request: Request | WebSocket, response: Response | WebSocket
+    ) -> GatewayContext:
+        if self.clients is None:
+            raise RuntimeError("the gateway's service clients are not open (lifespan not run)")
+        return GatewayContext(
+            request=request,
+            response=response,
+            principal=principal_of(request.scope),
+            clients=self.clients,
+            locale=negotiate_locale(request.headers.get("accept-language")),
+            loaders=build_loaders(self.clients),
+        )
