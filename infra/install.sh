@@ -21,7 +21,13 @@ fi
 log "python dependencies (uv sync --frozen)"
 uv sync --frozen --quiet
 
-ferretdb_ok() { [ -x "$BIN/ferretdb" ] && "$BIN/ferretdb" --version 2>/dev/null | grep -q "version: $FERRETDB_VERSION"; }
+# Output captured first: with pipefail, `| grep -q` could fail on the SIGPIPE it causes.
+ferretdb_ok() {
+  [ -x "$BIN/ferretdb" ] || return 1
+  local version
+  version=$("$BIN/ferretdb" --version 2>/dev/null) || return 1
+  [[ $version == *"version: $FERRETDB_VERSION"* ]]
+}
 if ! ferretdb_ok; then
   log "FerretDB $FERRETDB_VERSION (go install)"
   GOBIN=$BIN go install "github.com/FerretDB/FerretDB/cmd/ferretdb@$FERRETDB_VERSION" 2>/dev/null || true
@@ -45,4 +51,4 @@ if ! { [ -x "$BIN/buf" ] && [ "$("$BIN/buf" --version)" = "${BUF_VERSION#v}" ]; 
   log "buf $BUF_VERSION (go install)"
   GOBIN=$BIN go install "github.com/bufbuild/buf/cmd/buf@$BUF_VERSION"
 fi
-log "ready: $("$BIN/ferretdb" --version | head -1), buf $("$BIN/buf" --version)"
+log "ready: FerretDB $FERRETDB_VERSION, buf $("$BIN/buf" --version)"
