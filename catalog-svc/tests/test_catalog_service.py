@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 
@@ -197,3 +198,26 @@ async def test_sketched_rpc_answers_unimplemented(
         await catalog.SearchProducts(catalog_pb2.SearchProductsRequest(query="咖啡"))
     assert caught.value.code() == grpc.StatusCode.UNIMPLEMENTED
     assert RpcErrorDetails.from_rpc_error(caught.value).reason == "NOT_IMPLEMENTED"
+
+
+async def test_reflection_lets_partners_discover_the_api(mongo_uri: str) -> None:
+    from grpc_reflection.v1alpha.proto_reflection_descriptor_database import (
+        ProtoReflectionDescriptorDatabase,
+    )
+
+    settings = CatalogSettings(mongodb_uri=mongo_uri, database=unique_name("catalog"))
+    async with (
+        running_service(app.NAME, settings, app.SERVICE_NAMES, app.register) as host,
+    ):
+        # The reflection client is synchronous: run it off the event loop serving the calls.
+        def discover() -> tuple[list[str], list[str]]:
+            with grpc.insecure_channel(f"127.0.0.1:{host.port}") as channel:
+                database = ProtoReflectionDescriptorDatabase(channel)
+                service = database.FindFileContainingSymbol("retail.catalog.v1.CatalogService")
+                methods = [m.name for m in service.service[0].method]
+                return list(database.get_services()), methods
+
+        services, methods = await asyncio.to_thread(discover)
+    assert "retail.catalog.v1.CatalogService" in services
+    assert "grpc.health.v1.Health" in services
+    assert {"GetProduct", "BatchGetProducts", "ListProducts"} <= set(methods)
