@@ -2,7 +2,14 @@ from __future__ import annotations
 
 from pymongo import AsyncMongoClient
 
-from retail_kit.mongo import Document, IndexDeclaration, ServerFlavor, detect_flavor, ensure_indexes
+from retail_kit.mongo import (
+    Document,
+    IndexDeclaration,
+    ServerFlavor,
+    detect_flavor,
+    ensure_indexes,
+    find_by_ids,
+)
 from retail_kit.testing import unique_name
 
 DECLARED = (
@@ -32,5 +39,17 @@ async def test_flavor_detection_names_the_server(mongo_uri: str) -> None:
         flavor = await detect_flavor(client)
         build_info = await client.admin.command("buildInfo")
         assert (flavor is ServerFlavor.FERRETDB) == ("ferretdbVersion" in build_info)
+    finally:
+        await client.close()
+
+
+async def test_find_by_ids_returns_only_existing_documents(mongo_uri: str) -> None:
+    client: AsyncMongoClient[Document] = AsyncMongoClient(mongo_uri)
+    try:
+        things = client[unique_name("by_ids")]["things"]
+        await things.insert_many([{"_id": f"t{n}", "n": n} for n in range(30)])
+        found = await find_by_ids(things, ["t3", "missing", "t29", "t3"])
+        assert found == {"t3": {"_id": "t3", "n": 3}, "t29": {"_id": "t29", "n": 29}}
+        assert await find_by_ids(things, []) == {}
     finally:
         await client.close()

@@ -16,7 +16,7 @@ from pymongo.asynchronous.database import AsyncDatabase
 
 from member_svc.domain import Identity, IdentityKind, Member, Tier
 from member_svc.identities import identity_key, normalize
-from retail_kit.mongo import Document, IndexDeclaration, ensure_indexes
+from retail_kit.mongo import Document, IndexDeclaration, ensure_indexes, find_by_ids
 
 MEMBERS = "members"
 IDENTITIES = "identities"
@@ -97,10 +97,8 @@ class MemberRepository:
         return member_from_document(doc) if doc else None
 
     async def get_members(self, member_ids: Sequence[str]) -> dict[str, Member]:
-        return {
-            doc["_id"]: member_from_document(doc)
-            async for doc in self._db[MEMBERS].find({"_id": {"$in": list(member_ids)}})
-        }
+        found = await find_by_ids(self._db[MEMBERS], member_ids)
+        return {key: member_from_document(doc) for key, doc in found.items()}
 
     async def get_member_by_identity(self, identity: Identity) -> Member | None:
         """The member owning `identity` (any spelling of it), or None."""

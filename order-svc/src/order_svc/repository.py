@@ -17,7 +17,7 @@ from order_svc.domain import (
     OrderStatus,
     PaymentStatus,
 )
-from retail_kit.mongo import Document, IndexDeclaration, ensure_indexes
+from retail_kit.mongo import Document, IndexDeclaration, ensure_indexes, find_by_ids
 
 ORDERS = "orders"
 
@@ -104,10 +104,8 @@ class OrderRepository:
         return order_from_document(doc) if doc else None
 
     async def get_orders(self, order_ids: Sequence[str]) -> dict[str, Order]:
-        return {
-            doc["_id"]: order_from_document(doc)
-            async for doc in self._db[ORDERS].find({"_id": {"$in": list(order_ids)}})
-        }
+        found = await find_by_ids(self._db[ORDERS], order_ids)
+        return {key: order_from_document(doc) for key, doc in found.items()}
 
     async def list_orders(
         self,
