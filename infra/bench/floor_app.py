@@ -24,24 +24,27 @@ client: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(
 products = client[os.environ.get("CATALOG_DATABASE", "catalog")]["products"]
 
 
+def node(doc: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "id": doc["_id"],
+        "title": doc["title"].get("zh-Hans", ""),
+        "skus": [
+            {"id": s["id"], "barcode": s["barcode"], "price": s["price"]} for s in doc["skus"]
+        ],
+    }
+
+
 async def list_products(request: Request) -> JSONResponse:
     first = int(request.query_params.get("first", "20"))
     cursor = products.find({"status": "active"}).sort("_id", 1).limit(first + 1)
     docs = await cursor.to_list()
-    edges = [
-        {
-            "node": {
-                "id": doc["_id"],
-                "title": doc["title"].get("zh-Hans", ""),
-                "skus": [
-                    {"id": s["id"], "barcode": s["barcode"], "price": s["price"]}
-                    for s in doc["skus"]
-                ],
-            }
-        }
-        for doc in docs[:first]
-    ]
+    edges = [{"node": node(doc)} for doc in docs[:first]]
     return JSONResponse({"data": {"products": {"edges": edges}}})
+
+
+async def get_product(request: Request) -> JSONResponse:
+    doc = await products.find_one({"_id": request.query_params["id"]})
+    return JSONResponse({"data": {"product": node(doc) if doc else None}})
 
 
 @asynccontextmanager
@@ -50,4 +53,6 @@ async def lifespan(app: Starlette) -> AsyncIterator[None]:
     await client.close()
 
 
-app = Starlette(routes=[Route("/products", list_products)], lifespan=lifespan)
+app = Starlette(
+    routes=[Route("/products", list_products), Route("/product", get_product)], lifespan=lifespan
+)

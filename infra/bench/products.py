@@ -30,10 +30,10 @@ from devstack import wait_http, wait_serving  # noqa: E402
 from retail_kit.ferretdb import EmbeddedFerretDB, free_port  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
-QUERY = (
-    "{ products(first: %d) { edges { node { id title "
-    "skus { id barcode price { amount currency } } } } } }"
-)
+FIELDS = "id title skus { id barcode price { amount currency } }"
+QUERY = "{ products(first: %d) { edges { node { " + FIELDS + " } } } }"
+PRODUCT_QUERY = '{ product(id: "%s") { ' + FIELDS + " } }"
+PRODUCT_ID = "p_0150"
 
 
 @dataclass(frozen=True)
@@ -45,8 +45,9 @@ class Sample:
 
 
 def wrk(url: str, script: str, connections: int, seconds: int, env: dict[str, str]) -> Sample:
+    """One wrk run; `env` carries the GraphQL body for POST scripts."""
     out = subprocess.run(
-        ["wrk", "-t1", f"-c{connections}", f"-d{seconds}s", "--latency", "-s", script, url],
+        ["wrk", "-t1", f"-c{connections}", f"-d{seconds}s", "--timeout", "30s", "-s", script, url],
         env=env,
         capture_output=True,
         text=True,
@@ -74,7 +75,7 @@ def check_same_answer(gateway: str, floor: str, first: int) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--connections", type=int, default=16)
+    parser.add_argument("--connections", type=int, default=8)
     parser.add_argument("--seconds", type=int, default=8)
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--first", type=int, default=20)
@@ -122,29 +123,39 @@ def main() -> None:
         wait_http(f"{floor_url}/products?first=1", floor)
         check_same_answer(gateway_url, floor_url, args.first)
 
-        wrk_env = {
-            **os.environ,
-            "BENCH_BODY": json.dumps({"query": QUERY % args.first}),
-            "BENCH_REPORT_LUA": str(HERE / "report.lua"),
+        report_lua = str(HERE / "report.lua")
+        scenarios = {
+            f"products(first: {args.first})": {
+                "floor": (f"{floor_url}/products?first={args.first}", "get.lua", ""),
+                "gateway": (f"{gateway_url}/graphql", "graphql.lua", QUERY % args.first),
+            },
+            "product(id)": {
+                "floor": (f"{floor_url}/product?id={PRODUCT_ID}", "get.lua", ""),
+                "gateway": (f"{gateway_url}/graphql", "graphql.lua", PRODUCT_QUERY % PRODUCT_ID),
+            },
         }
-        targets = {
-            "floor (Starlette + PyMongo)": (f"{floor_url}/products?first={args.first}", "get.lua"),
-            "gateway products query": (f"{gateway_url}/graphql", "graphql.lua"),
-        }
-        for url, script in targets.values():  # warm-up: connections, caches, JIT-free paths
-            wrk(url, str(HERE / script), args.connections, 2, wrk_env)
-        samples: dict[str, list[Sample]] = {name: [] for name in targets}
-        for round_number in range(1, args.rounds + 1):
-            for name, (url, script) in targets.items():
-                sample = wrk(url, str(HERE / script), args.connections, args.seconds, wrk_env)
-                samples[name].append(sample)
-                print(
-                    f"round {round_number} {name}: {sample.rps:.0f} req/s, "
-                    f"p50 {sample.p50_ms:.1f} ms, p99 {sample.p99_ms:.1f} ms, "
-                    f"errors {sample.errors}",
-                    flush=True,
-                )
-        report(samples, args)
+
+        def load(target: tuple[str, str, str], seconds: int) -> Sample:
+            url, script, query = target
+            env = {**os.environ, "BENCH_REPORT_LUA": report_lua}
+            env["BENCH_BODY"] = json.dumps({"query": query})
+            return wrk(url, str(HERE / script), args.connections, seconds, env)
+
+        for scenario, targets in scenarios.items():
+            samples: dict[str, list[Sample]] = {name: [] for name in targets}
+            for target in targets.values():  # warm-up: connections, caches
+                load(target, 2)
+            for round_number in range(1, args.rounds + 1):
+                for name, target in targets.items():
+                    sample = load(target, args.seconds)
+                    samples[name].append(sample)
+                    print(
+                        f"{scenario} round {round_number} {name}: {sample.rps:.0f} req/s, "
+                        f"p50 {sample.p50_ms:.1f} ms, p99 {sample.p99_ms:.1f} ms, "
+                        f"errors {sample.errors}",
+                        flush=True,
+                    )
+            report(scenario, samples, args)
     finally:
         for process in processes:
             process.send_signal(signal.SIGTERM)
@@ -156,7 +167,7 @@ def main() -> None:
         database.stop()
 
 
-def report(samples: dict[str, list[Sample]], args: argparse.Namespace) -> None:
+def report(scenario: str, samples: dict[str, list[Sample]], args: argparse.Namespace) -> None:
     medians = {
         name: (
             statistics.median(s.rps for s in runs),
@@ -177,12 +188,12 @@ def report(samples: dict[str, list[Sample]], args: argparse.Namespace) -> None:
     )
     print()
     print(
-        f"products(first: {args.first}) — {datetime.now(UTC):%Y-%m-%d %H:%M} UTC, "
+        f"{scenario} — {datetime.now(UTC):%Y-%m-%d %H:%M} UTC, "
         f"{os.cpu_count()} cores, {cpu}"
     )
     print(f"wrk -t1 -c{args.connections}, {args.rounds} rounds of {args.seconds}s, medians")
     print(f"{'target':32} {'req/s':>8} {'p50 ms':>8} {'p99 ms':>8} {'errors':>7}")
-    for name, (rps, p50, p99, errors) in medians.items():
+    for name, (rps, p50, p99, errors) in medians.items():  # floor first, then gateway
         print(f"{name:32} {rps:8.0f} {p50:8.1f} {p99:8.1f} {errors:7d}")
     print(
         f"gateway/floor: throughput {gateway[0] / floor[0]:.2f}x, "
