@@ -191,15 +191,6 @@ async def test_token_from_another_category_is_refused(
     assert RpcErrorDetails.from_rpc_error(caught.value).reason == "INVALID_PAGE_TOKEN"
 
 
-async def test_sketched_rpc_answers_unimplemented(
-    catalog: catalog_pb2_grpc.CatalogServiceStub,
-) -> None:
-    with pytest.raises(grpc.aio.AioRpcError) as caught:
-        await catalog.SearchProducts(catalog_pb2.SearchProductsRequest(query="咖啡"))
-    assert caught.value.code() == grpc.StatusCode.UNIMPLEMENTED
-    assert RpcErrorDetails.from_rpc_error(caught.value).reason == "NOT_IMPLEMENTED"
-
-
 async def test_reflection_lets_partners_discover_the_api(mongo_uri: str) -> None:
     from grpc_reflection.v1alpha.proto_reflection_descriptor_database import (
         ProtoReflectionDescriptorDatabase,

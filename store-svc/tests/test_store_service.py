@@ -249,18 +249,3 @@ async def test_bad_paging_is_invalid_argument(
     assert [v.field for v in details.violations] == [field]
     if field == "page_token":
         assert details.reason == "INVALID_PAGE_TOKEN"
-
-
-async def test_sketched_rpc_answers_unimplemented(
-    stores: store_pb2_grpc.StoreServiceStub,
-) -> None:
-    with pytest.raises(grpc.aio.AioRpcError) as caught:
-        await stores.NearbyStores(
-            store_pb2.NearbyStoresRequest(
-                point=common_pb2.GeoPoint(latitude=31.23, longitude=121.47), radius_km=5
-            )
-        )
-    assert caught.value.code() == grpc.StatusCode.UNIMPLEMENTED
-    details = RpcErrorDetails.from_rpc_error(caught.value)
-    assert details.reason == "NOT_IMPLEMENTED"
-    assert details.metadata == {"rpc": "NearbyStores"}

@@ -15,7 +15,7 @@ SERVICE_NAMES = (catalog_pb2.DESCRIPTOR.services_by_name["CatalogService"].full_
 
 
 def register(server: grpc.aio.Server, context: ServiceContext) -> None:
-    servicer = CatalogServicer(CatalogRepository(context.database))
+    servicer = CatalogServicer(CatalogRepository(context.database, context.guard))
     catalog_pb2_grpc.add_CatalogServiceServicer_to_server(servicer, server)
 
 

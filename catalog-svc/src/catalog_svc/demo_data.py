@@ -9,9 +9,11 @@ its SKUs vary (weight, grind, colour and size, shade, pack size ...).
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import math
 import random
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import NamedTuple
@@ -19,8 +21,10 @@ from typing import NamedTuple
 from catalog_svc.domain import (
     Brand,
     Category,
+    Channel,
     LocalizedText,
     Money,
+    PriceRule,
     Product,
     ProductStatus,
     Sku,
@@ -910,9 +914,14 @@ def _product(
     draft: _Draft,
     status: ProductStatus,
     next_item_number: itertools.count[int],
+    *,
+    product_id: str | None = None,
+    spu_code: str | None = None,
+    barcode: Callable[[int, int], str] | None = None,
 ) -> Product:
     spec = draft.spec
-    product_id = f"p_{number:04d}"
+    product_id = product_id or f"p_{number:04d}"
+    make_barcode = barcode or _barcode
     plan = rng.choice(spec.plans)
     size = rng.choice(spec.sizes) if plan.sized_title and spec.sizes else None
     combos = _pick_option_values(rng, plan)
@@ -922,7 +931,7 @@ def _product(
     skus = tuple(
         Sku(
             id=f"{product_id}_s{n}",
-            barcode=_barcode(brand_index, next(next_item_number)),
+            barcode=make_barcode(brand_index, next(next_item_number)),
             price=Money(_round_price(base * math.prod(c.factor for c in combo), spec.price_range)),
             options=tuple(
                 SkuOption(axis.name, choice.value)
@@ -935,7 +944,7 @@ def _product(
     image_count = rng.randint(1, 3)
     return Product(
         id=product_id,
-        spu_code=f"SPU{number:04d}",
+        spu_code=spu_code or f"SPU{number:04d}",
         title=_title(draft, size),
         description=_description(rng, draft),
         category_id=spec.category_id,
@@ -951,14 +960,117 @@ def _product(
     )
 
 
+# --------------------------------------------------------------------------- prices
+
+PRICE_SEED = SEED + 1
+DOUBLE_11 = (datetime(2025, 11, 11, tzinfo=UTC), datetime(2025, 11, 12, tzinfo=UTC))
+"""A window long past: its rules never apply any more (shows that windows are honoured)."""
+ANNIVERSARY = (datetime(2026, 1, 1, tzinfo=UTC), datetime(2030, 1, 1, tzinfo=UTC))
+"""A window open for years from the demo's epoch."""
+
+
+class _RuleSpec(NamedTuple):
+    share: float  # of products whose SKUs get the rule
+    factor: float
+    channel: Channel | None = None
+    tier: str | None = None
+    window: tuple[datetime, datetime] | None = None
+
+
+_RULES: tuple[_RuleSpec, ...] = (
+    _RuleSpec(0.45, 0.95, channel=Channel.MINI_PROGRAM),
+    _RuleSpec(0.25, 0.92, channel=Channel.APP),
+    _RuleSpec(0.35, 0.90, tier="gold"),
+    _RuleSpec(0.35, 0.85, tier="platinum"),
+    _RuleSpec(0.10, 0.80, channel=Channel.MINI_PROGRAM, tier="platinum"),
+    _RuleSpec(0.10, 0.88, channel=Channel.KIOSK, window=ANNIVERSARY),
+    _RuleSpec(0.10, 0.70, channel=Channel.POS, window=DOUBLE_11),
+)
+
+
+def _discounted(amount: int, factor: float) -> int:
+    """`amount * factor` rounded down to 10 fen, at least 10 fen and below the base."""
+    return max(10, min(amount - 10, int(amount * factor) // 10 * 10))
+
+
+def with_price_rules(rng: random.Random, product: Product) -> Product:
+    """Channel and tier prices on some products: each rule kind on its share of them."""
+    chosen = [spec for spec in _RULES if rng.random() < spec.share]
+    if not chosen:
+        return product
+    skus = tuple(
+        dataclasses.replace(
+            sku,
+            price_rules=tuple(
+                PriceRule(
+                    price=Money(_discounted(sku.price.amount, spec.factor), sku.price.currency),
+                    channel=spec.channel,
+                    tier=spec.tier,
+                    start=spec.window[0] if spec.window else None,
+                    end=spec.window[1] if spec.window else None,
+                )
+                for spec in chosen
+            ),
+        )
+        for sku in product.skus
+    )
+    return dataclasses.replace(product, skus=skus)
+
+
 def demo_catalog() -> DemoCatalog:
     """The demo catalog; the same on every call."""
     rng = random.Random(SEED)
     drafts = _drafts(rng)
     statuses = _statuses(rng)
     item_numbers = itertools.count(1)
+    prices = random.Random(PRICE_SEED)
     products = tuple(
-        _product(rng, number, draft, statuses[number - 1], item_numbers)
+        with_price_rules(prices, _product(rng, number, draft, statuses[number - 1], item_numbers))
         for number, draft in enumerate(drafts, start=1)
     )
     return DemoCatalog(categories=_categories(), brands=_brands(), products=products)
+
+
+# --------------------------------------------------------------------------- large data sets
+
+
+def _large_barcode(_brand_index: int, item_number: int) -> str:
+    """699 + company 000 (no demo brand has it) + a 6-digit item number + check digit."""
+    first12 = f"699000{item_number:06d}"
+    return first12 + ean13_check_digit(first12)
+
+
+def large_catalog_products(count: int, seed: int = SEED) -> Iterator[Product]:
+    """`count` products built from the same tables as the demo (ids bd_000001 ...), about
+    5 % drafts and 3 % archived, with prices rules; deterministic for a given count."""
+    rng = random.Random(seed + 7)
+    prices = random.Random(seed + 8)
+    combos = [
+        _Draft(spec, brand, modifier, noun)
+        for spec in _LEAVES
+        for brand in _BRANDS
+        if brand.id in spec.brand_ids
+        for modifier in spec.modifiers
+        for noun in spec.nouns
+    ]
+    item_numbers = itertools.count(1)
+    for number in range(1, count + 1):
+        roll = rng.random()
+        status = (
+            ProductStatus.DRAFT
+            if roll < 0.05
+            else ProductStatus.ARCHIVED
+            if roll < 0.08
+            else ProductStatus.ACTIVE
+        )
+        product = _product(
+            rng,
+            number,
+            rng.choice(combos),
+            status,
+            item_numbers,
+            product_id=f"bd_{number:06d}",
+            spu_code=f"BD{number:06d}",
+            barcode=_large_barcode,
+        )
+        yield with_price_rules(prices, product)

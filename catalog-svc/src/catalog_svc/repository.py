@@ -2,26 +2,39 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Sequence
+from datetime import datetime
 from typing import Any
 
+from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.asynchronous.database import AsyncDatabase
 
+from catalog_svc import search
 from catalog_svc.domain import (
     Brand,
     Category,
+    Channel,
     LocalizedText,
     Money,
+    PriceRule,
     Product,
     ProductStatus,
     Sku,
     SkuOption,
+    barcode_key,
 )
-from retail_kit.mongo import Document, IndexDeclaration, ensure_indexes
+from retail_kit.atomic import DocumentWriteGuard
+from retail_kit.mongo import Document, IndexDeclaration, ensure_indexes, find_by_ids
 
 PRODUCTS = "products"
 CATEGORIES = "categories"
 BRANDS = "brands"
+BARCODES = "barcodes"  # _id: the barcode as GTIN-13 -> {product_id, sku_id}: one owner each
+SKUS = "skus"  # _id: SKU id -> {product_id}: SKU ids are unique across the catalog
+POSTINGS = "search_postings"  # _id: posting key -> {e: {product id: entry}}; see search.py
+META = "catalog_meta"
+INDEX_STATE_ID = "search_index"
 
 INDEXES = (
     IndexDeclaration(PRODUCTS, (("status", 1), ("_id", 1)), "status_id"),
@@ -32,28 +45,63 @@ INDEXES = (
 )
 
 
-def product_to_document(product: Product) -> Document:
+def _price_rule_to_document(rule: PriceRule) -> Document:
     return {
-        "_id": product.id,
+        "price": {"amount": rule.price.amount, "currency": rule.price.currency},
+        "channel": rule.channel.value if rule.channel is not None else None,
+        "tier": rule.tier,
+        "start": rule.start,
+        "end": rule.end,
+    }
+
+
+def _price_rule_from_document(doc: Document) -> PriceRule:
+    return PriceRule(
+        price=Money(doc["price"]["amount"], doc["price"]["currency"]),
+        channel=Channel(doc["channel"]) if doc.get("channel") else None,
+        tier=doc.get("tier"),
+        start=doc.get("start"),
+        end=doc.get("end"),
+    )
+
+
+def product_content(product: Product) -> Document:
+    """What an admin write sets: everything but id, status, revision and times."""
+    return {
         "spu_code": product.spu_code,
         "title": dict(product.title.values),
         "description": dict(product.description.values),
         "category_id": product.category_id,
         "brand_id": product.brand_id,
-        "status": product.status.value,
         "skus": [
             {
                 "id": sku.id,
                 "barcode": sku.barcode,
                 "price": {"amount": sku.price.amount, "currency": sku.price.currency},
                 "options": [{"name": o.name, "value": o.value} for o in sku.options],
+                **(
+                    {"price_rules": [_price_rule_to_document(r) for r in sku.price_rules]}
+                    if sku.price_rules
+                    else {}
+                ),
             }
             for sku in product.skus
         ],
         "image_urls": list(product.image_urls),
         "attributes": dict(product.attributes),
+    }
+
+
+def product_to_document(product: Product) -> Document:
+    """The stored product. Its posting keys are not stored: `search.posting_keys` derives
+    them from the content and status, so a write knows the keys it leaves."""
+    return {
+        "_id": product.id,
+        **product_content(product),
+        "status": product.status.value,
         "create_time": product.create_time,
         "update_time": product.update_time,
+        "revision": product.revision,
     }
 
 
@@ -72,6 +120,7 @@ def product_from_document(doc: Document) -> Product:
                 barcode=s["barcode"],
                 price=Money(s["price"]["amount"], s["price"]["currency"]),
                 options=tuple(SkuOption(o["name"], o["value"]) for o in s.get("options", [])),
+                price_rules=tuple(_price_rule_from_document(r) for r in s.get("price_rules", [])),
             )
             for s in doc["skus"]
         ),
@@ -79,7 +128,22 @@ def product_from_document(doc: Document) -> Product:
         create_time=doc.get("create_time"),
         update_time=doc.get("update_time"),
         attributes=dict(doc.get("attributes") or {}),
+        revision=int(doc.get("revision") or 1),
     )
+
+
+def barcode_document(product: Product, sku: Sku, claimed_at: datetime | None) -> Document:
+    return {
+        "_id": barcode_key(sku.barcode),
+        "barcode": sku.barcode,
+        "product_id": product.id,
+        "sku_id": sku.id,
+        "claimed_at": claimed_at,
+    }
+
+
+def sku_document(product: Product, sku: Sku, claimed_at: datetime | None) -> Document:
+    return {"_id": sku.id, "product_id": product.id, "claimed_at": claimed_at}
 
 
 def category_to_document(category: Category) -> Document:
@@ -109,26 +173,61 @@ def brand_from_document(doc: Document) -> Brand:
 
 
 class CatalogRepository:
-    def __init__(self, database: AsyncDatabase[Document]) -> None:
+    def __init__(
+        self, database: AsyncDatabase[Document], guard: DocumentWriteGuard | None = None
+    ) -> None:
         self._db = database
+        self.guard = guard or DocumentWriteGuard()
+
+    @property
+    def database(self) -> AsyncDatabase[Document]:
+        return self._db
+
+    def collection(self, name: str) -> AsyncCollection[Document]:
+        return self._db[name]
 
     async def ensure_indexes(self) -> None:
         await ensure_indexes(self._db, INDEXES)
+
+    # ------------------------------------------------------------------ products
 
     async def get_product(self, product_id: str) -> Product | None:
         doc = await self._db[PRODUCTS].find_one({"_id": product_id})
         return product_from_document(doc) if doc else None
 
+    async def get_product_document(self, product_id: str) -> Document | None:
+        return await self._db[PRODUCTS].find_one({"_id": product_id})
+
     async def get_products(self, product_ids: Sequence[str]) -> dict[str, Product]:
-        return {
-            doc["_id"]: product_from_document(doc)
-            async for doc in self._db[PRODUCTS].find({"_id": {"$in": list(product_ids)}})
-        }
+        found = await find_by_ids(self._db[PRODUCTS], product_ids)
+        return {pid: product_from_document(doc) for pid, doc in found.items()}
 
     async def list_products(
         self, *, limit: int, after_id: str | None, category_id: str | None
     ) -> list[Product]:
-        """Active products in _id order, `limit` of them after `after_id`."""
+        """Active products in _id order, `limit` of them after `after_id`.
+
+        Served from the `all` / `cat:<id>` posting plus concurrent reads by _id once the
+        search index is known to be complete; before that (a database filled by other means
+        than this service or the seed), from a scan of the products collection.
+        """
+        if not await self.index_complete():
+            return await self.list_products_by_scan(
+                limit=limit, after_id=after_id, category_id=category_id
+            )
+        key = search.category_key(category_id) if category_id else search.ALL_KEY
+        posting = (await self.get_postings([key])).get(key, {})
+        ids = sorted(pid for pid in posting if after_id is None or pid > after_id)[:limit]
+        found = await self.get_products(ids)
+        # A product is in the posting only while active; the status check covers a write that
+        # crashed between the product and its postings.
+        return [
+            found[pid] for pid in ids if pid in found and found[pid].status is ProductStatus.ACTIVE
+        ]
+
+    async def list_products_by_scan(
+        self, *, limit: int, after_id: str | None, category_id: str | None
+    ) -> list[Product]:
         query: dict[str, Any] = {"status": ProductStatus.ACTIVE.value}
         if category_id:
             query["category_id"] = category_id
@@ -137,18 +236,89 @@ class CatalogRepository:
         cursor = self._db[PRODUCTS].find(query).sort("_id", 1).limit(limit)
         return [product_from_document(doc) async for doc in cursor]
 
+    async def all_products(self) -> list[Product]:
+        cursor = self._db[PRODUCTS].find({}).sort("_id", 1)
+        return [product_from_document(doc) async for doc in cursor]
+
+    # ------------------------------------------------------------------ SKUs and barcodes
+
+    async def get_skus(self, sku_ids: Sequence[str]) -> dict[str, tuple[Product, Sku]]:
+        """SKU id -> (its product, the SKU), through the `skus` collection keyed by SKU id."""
+        claims = await find_by_ids(self._db[SKUS], sku_ids)
+        products = await self.get_products(list({c["product_id"] for c in claims.values()}))
+        found: dict[str, tuple[Product, Sku]] = {}
+        for sku_id, claim in claims.items():
+            product = products.get(claim["product_id"])
+            sku = next((s for s in product.skus if s.id == sku_id), None) if product else None
+            if product is not None and sku is not None:
+                found[sku_id] = (product, sku)
+        return found
+
+    async def product_by_barcode(self, barcode: str) -> tuple[Product, Sku] | None:
+        key = barcode_key(barcode)
+        claim = await self._db[BARCODES].find_one({"_id": key})
+        if claim is None:
+            return None
+        product = await self.get_product(claim["product_id"])
+        if product is None:
+            return None
+        sku = next((s for s in product.skus if s.barcode and barcode_key(s.barcode) == key), None)
+        return (product, sku) if sku is not None else None
+
+    # ------------------------------------------------------------------ categories, brands
+
     async def get_categories(self, category_ids: Sequence[str]) -> dict[str, Category]:
-        return {
-            doc["_id"]: category_from_document(doc)
-            async for doc in self._db[CATEGORIES].find({"_id": {"$in": list(category_ids)}})
-        }
+        found = await find_by_ids(self._db[CATEGORIES], category_ids)
+        return {cid: category_from_document(doc) for cid, doc in found.items()}
 
     async def list_categories(self) -> list[Category]:
         cursor = self._db[CATEGORIES].find({}).sort("_id", 1)
         return [category_from_document(doc) async for doc in cursor]
 
+    async def category_parents(self) -> dict[str, str | None]:
+        """The whole tree as id -> parent id (a few dozen small documents)."""
+        cursor = self._db[CATEGORIES].find({}, {"parent_id": 1})
+        return {doc["_id"]: doc.get("parent_id") async for doc in cursor}
+
     async def get_brands(self, brand_ids: Sequence[str]) -> dict[str, Brand]:
-        return {
-            doc["_id"]: brand_from_document(doc)
-            async for doc in self._db[BRANDS].find({"_id": {"$in": list(brand_ids)}})
-        }
+        found = await find_by_ids(self._db[BRANDS], brand_ids)
+        return {bid: brand_from_document(doc) for bid, doc in found.items()}
+
+    # ------------------------------------------------------------------ search postings
+
+    async def get_postings(self, keys: Sequence[str]) -> dict[str, dict[str, list[Any]]]:
+        found = await find_by_ids(self._db[POSTINGS], keys)
+        return {key: dict(doc.get("e") or {}) for key, doc in found.items()}
+
+    async def index_complete(self) -> bool:
+        return await self._db[META].find_one({"_id": INDEX_STATE_ID, "complete": True}) is not None
+
+    async def mark_index_complete(self) -> None:
+        await self._db[META].replace_one(
+            {"_id": INDEX_STATE_ID}, {"_id": INDEX_STATE_ID, "complete": True}, upsert=True
+        )
+
+    async def apply_postings(
+        self,
+        product_id: str,
+        old_keys: Sequence[str],
+        new_keys: Sequence[str],
+        entry: list[Any],
+    ) -> None:
+        """Puts the product's entry into each new posting and takes it out of the old ones.
+
+        Each step sets or unsets one field of one posting document under that document's
+        write guard, so concurrent writes of different products sharing a token never lose
+        each other's entries, and repeating the call changes nothing.
+        """
+        collection = self._db[POSTINGS]
+        field = f"e.{product_id}"
+        steps = [
+            self.guard.update_one(collection, {"_id": key}, {"$set": {field: entry}}, upsert=True)
+            for key in new_keys
+        ]
+        steps += [
+            self.guard.update_one(collection, {"_id": key}, {"$unset": {field: ""}})
+            for key in set(old_keys) - set(new_keys)
+        ]
+        await asyncio.gather(*steps)

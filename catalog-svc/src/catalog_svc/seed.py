@@ -1,10 +1,15 @@
-"""python -m catalog_svc.seed: loads the deterministic demo catalog; reruns change nothing."""
+"""python -m catalog_svc.seed: loads the deterministic demo catalog; reruns change nothing.
+
+After the demo documents, every index (barcodes, SKU ids, search postings) is rebuilt from
+the whole products collection, so products created through the API stay indexed too.
+"""
 
 from __future__ import annotations
 
 import asyncio
 
 from catalog_svc import settings
+from catalog_svc.bulk import rebuild_indexes
 from catalog_svc.demo_data import demo_catalog
 from catalog_svc.repository import (
     BRANDS,
@@ -24,8 +29,9 @@ async def seed(mongodb_uri: str, database_name: str) -> list[SeedReport]:
     client = connect(mongodb_uri, "catalog-seed")
     try:
         database = client[database_name]
-        await CatalogRepository(database).ensure_indexes()
-        return [
+        repository = CatalogRepository(database)
+        await repository.ensure_indexes()
+        reports = [
             await upsert_documents(
                 database[CATEGORIES], [category_to_document(c) for c in catalog.categories]
             ),
@@ -36,6 +42,7 @@ async def seed(mongodb_uri: str, database_name: str) -> list[SeedReport]:
                 database[PRODUCTS], [product_to_document(p) for p in catalog.products]
             ),
         ]
+        return reports + await rebuild_indexes(repository)
     finally:
         await client.close()
 

@@ -8,18 +8,25 @@ schedules and the phone numbers from a ``random.Random`` with a fixed seed, so
 from __future__ import annotations
 
 import random
+from collections.abc import Sequence
 from datetime import time
 from typing import NamedTuple
 
+from retail_kit.mongo import Document
 from store_svc.domain import (
     Address,
+    Associate,
+    AssociateRole,
     GeoPoint,
+    InventoryLevel,
+    KioskDevice,
     OpeningInterval,
     Store,
     StoreService,
     StoreStatus,
     StoreType,
 )
+from store_svc.inventory import level_fields
 
 SEED = 2021
 TIMEZONE = "Asia/Shanghai"
@@ -193,3 +200,59 @@ def demo_stores() -> tuple[Store, ...]:
             )
         )
     return tuple(stores)
+
+
+ASSOCIATE_NAMES = ("王芳", "李娜", "张伟", "刘洋", "陈静", "杨磊", "赵敏", "黄丽", "周杰", "吴婷")
+
+
+def _pickup_stores() -> list[Store]:
+    return [s for s in demo_stores() if PICKUP in s.services]
+
+
+def demo_associates() -> tuple[Associate, ...]:
+    """Two per pickup store: "as_<store>_01" the store manager, "as_<store>_02" an associate."""
+    associates = []
+    for index, store in enumerate(_pickup_stores()):
+        for number in (1, 2):
+            name = ASSOCIATE_NAMES[(2 * index + number - 1) % len(ASSOCIATE_NAMES)]
+            associates.append(
+                Associate(
+                    id=f"as_{store.id}_{number:02d}",
+                    store_id=store.id,
+                    display_name=name,
+                    role=AssociateRole.STORE_MANAGER if number == 1 else AssociateRole.ASSOCIATE,
+                )
+            )
+    return tuple(associates)
+
+
+def demo_kiosks() -> tuple[KioskDevice, ...]:
+    return tuple(
+        KioskDevice(id=f"k_{store.id}_01", store_id=store.id, label=f"{store.code} 自助取货机 1")
+        for store in _pickup_stores()
+    )
+
+
+def demo_inventory(sku_ids: Sequence[str]) -> list[Document]:
+    """Inventory documents for every pickup store and SKU: on hand 0..30 from a fixed seed
+    (about one in eight is 0: out of stock), safety stock 0..2, nothing reserved."""
+    return demo_inventory_for(_pickup_stores(), sku_ids)
+
+
+def demo_inventory_for(stores: Sequence[Store], sku_ids: Sequence[str]) -> list[Document]:
+    rng = random.Random(SEED + 1)
+    documents = []
+    for store in stores:
+        for sku_id in sku_ids:
+            on_hand = 0 if rng.random() < 0.125 else rng.randint(1, 30)
+            level = InventoryLevel(store.id, sku_id, on_hand, 0, rng.randint(0, 2))
+            documents.append(
+                {
+                    "_id": f"{store.id}:{sku_id}",
+                    **level_fields(level),
+                    "version": 0,
+                    "trail_seq": 0,
+                    "ops": [],
+                }
+            )
+    return documents

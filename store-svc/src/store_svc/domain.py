@@ -1,10 +1,10 @@
-"""Store domain: stores with location, timezone and weekly hours. No proto, no BSON."""
+"""Store domain: stores, inventory levels, reservations, staff. No proto, no BSON."""
 
 from __future__ import annotations
 
 import enum
 from dataclasses import dataclass
-from datetime import time
+from datetime import date, datetime, time
 
 
 class StoreType(enum.StrEnum):
@@ -52,6 +52,14 @@ class OpeningInterval:
 
 
 @dataclass(frozen=True, slots=True)
+class SpecialHours:
+    """Hours of one store-local date replacing the weekly hours; no intervals = closed."""
+
+    date: date
+    intervals: tuple[tuple[time, time], ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
 class Store:
     id: str
     code: str
@@ -66,3 +74,93 @@ class Store:
     pickup_hold_days: int
     status: StoreStatus
     phone: str = ""
+    special_hours: tuple[SpecialHours, ...] = ()
+
+
+class AdjustmentReason(enum.StrEnum):
+    RECEIVE = "receive"
+    COUNT_CORRECTION = "count_correction"
+    DAMAGE = "damage"
+    TILL_SALE = "till_sale"
+
+
+@dataclass(frozen=True, slots=True)
+class InventoryLevel:
+    store_id: str
+    sku_id: str
+    on_hand: int = 0
+    reserved: int = 0
+    safety_stock: int = 0
+
+    @property
+    def available(self) -> int:
+        """What can still be promised: never below zero."""
+        return max(0, self.on_hand - self.reserved - self.safety_stock)
+
+
+@dataclass(frozen=True, slots=True)
+class Adjustment:
+    key: str
+    store_id: str
+    sku_id: str
+    delta: int
+    reason: AdjustmentReason
+    actor_id: str
+    note: str
+    on_hand_after: int
+    sequence: int
+    create_time: datetime
+
+
+class ReservationStatus(enum.StrEnum):
+    PENDING = "pending"
+    RESERVED = "reserved"
+    COMMITTED = "committed"
+    RELEASED = "released"
+    FAILED = "failed"
+
+
+@dataclass(frozen=True, slots=True)
+class ReservationLine:
+    sku_id: str
+    quantity: int
+
+
+@dataclass(frozen=True, slots=True)
+class ReservationFailure:
+    sku_id: str
+    requested: int
+    available: int
+
+
+@dataclass(frozen=True, slots=True)
+class Reservation:
+    order_id: str
+    store_id: str
+    lines: tuple[ReservationLine, ...]
+    status: ReservationStatus
+    hold_until: datetime
+    create_time: datetime
+    update_time: datetime
+    failure: ReservationFailure | None = None
+    expired: bool = False
+
+
+class AssociateRole(enum.StrEnum):
+    ASSOCIATE = "associate"
+    STORE_MANAGER = "store_manager"
+
+
+@dataclass(frozen=True, slots=True)
+class Associate:
+    id: str
+    store_id: str
+    display_name: str
+    role: AssociateRole
+
+
+@dataclass(frozen=True, slots=True)
+class KioskDevice:
+    id: str
+    store_id: str
+    label: str = ""

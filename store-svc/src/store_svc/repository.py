@@ -3,23 +3,43 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from datetime import date
 from typing import Any
 
 from pymongo.asynchronous.database import AsyncDatabase
+from pymongo.errors import DuplicateKeyError, OperationFailure
 
-from retail_kit.mongo import Document, IndexDeclaration, ensure_indexes
+from retail_kit.atomic import DocumentWriteGuard
+from retail_kit.mongo import Document, IndexDeclaration, ensure_indexes, find_by_ids
 from store_svc.domain import (
     Address,
+    Associate,
+    AssociateRole,
     GeoPoint,
+    KioskDevice,
     OpeningInterval,
+    SpecialHours,
     Store,
     StoreService,
     StoreStatus,
     StoreType,
 )
+from store_svc.geo import cells_of
 from store_svc.hours import format_hhmm, parse_hhmm
 
 STORES = "stores"
+GEO_GRID = "geo_grid"
+ASSOCIATES = "associates"
+KIOSK_DEVICES = "kiosk_devices"
+
+
+class DuplicateStore(Exception):
+    """A store with the same id or code exists; `field` says which ("id" or "code")."""
+
+    def __init__(self, field: str) -> None:
+        super().__init__(field)
+        self.field = field
+
 
 INDEXES = (
     # Store codes are the business key (printed on receipts, used by ERP): one store each.
@@ -60,6 +80,16 @@ def store_to_document(store: Store) -> Document:
         "pickup_hold_days": store.pickup_hold_days,
         "status": store.status.value,
         "phone": store.phone,
+        "special_hours": [
+            {
+                "date": special.date.isoformat(),
+                "intervals": [
+                    {"opens": format_hhmm(opens), "closes": format_hhmm(closes)}
+                    for opens, closes in special.intervals
+                ],
+            }
+            for special in store.special_hours
+        ],
     }
 
 
@@ -93,12 +123,54 @@ def store_from_document(doc: Document) -> Store:
         pickup_hold_days=doc["pickup_hold_days"],
         status=StoreStatus(doc["status"]),
         phone=doc.get("phone", ""),
+        special_hours=tuple(
+            SpecialHours(
+                date=date.fromisoformat(special["date"]),
+                intervals=tuple(
+                    (parse_hhmm(i["opens"]), parse_hhmm(i["closes"]))
+                    for i in special.get("intervals", ())
+                ),
+            )
+            for special in doc.get("special_hours", ())
+        ),
     )
 
 
+def associate_to_document(associate: Associate) -> Document:
+    return {
+        "_id": associate.id,
+        "store_id": associate.store_id,
+        "display_name": associate.display_name,
+        "role": associate.role.value,
+    }
+
+
+def associate_from_document(doc: Document) -> Associate:
+    return Associate(doc["_id"], doc["store_id"], doc["display_name"], AssociateRole(doc["role"]))
+
+
+def kiosk_to_document(device: KioskDevice) -> Document:
+    return {"_id": device.id, "store_id": device.store_id, "label": device.label}
+
+
+def kiosk_from_document(doc: Document) -> KioskDevice:
+    return KioskDevice(doc["_id"], doc["store_id"], doc.get("label", ""))
+
+
 class StoreRepository:
-    def __init__(self, database: AsyncDatabase[Document]) -> None:
+    def __init__(
+        self, database: AsyncDatabase[Document], guard: DocumentWriteGuard | None = None
+    ) -> None:
         self._db = database
+        self._guard = guard or DocumentWriteGuard()
+
+    @property
+    def database(self) -> AsyncDatabase[Document]:
+        return self._db
+
+    @property
+    def guard(self) -> DocumentWriteGuard:
+        return self._guard
 
     async def ensure_indexes(self) -> None:
         await ensure_indexes(self._db, INDEXES)
@@ -108,10 +180,97 @@ class StoreRepository:
         return store_from_document(doc) if doc else None
 
     async def get_stores(self, store_ids: Sequence[str]) -> dict[str, Store]:
-        return {
-            doc["_id"]: store_from_document(doc)
-            async for doc in self._db[STORES].find({"_id": {"$in": list(store_ids)}})
+        """By concurrent `_id` reads on FerretDB (an `$in` would scan every store)."""
+        found = await find_by_ids(self._db[STORES], store_ids)
+        return {store_id: store_from_document(doc) for store_id, doc in found.items()}
+
+    async def create_store(self, store: Store) -> None:
+        """Inserts the store, then lists it in its grid cells.
+
+        The unique `code` index and the `_id` refuse duplicates before anything is written.
+        Should the process die between the two steps, `reindex_store` (run by UpdateStore
+        and by the seed) puts it back into the grid.
+        """
+        try:
+            await self._db[STORES].insert_one(store_to_document(store))
+        except DuplicateKeyError:
+            exists = await self._db[STORES].find_one({"_id": store.id}, {"_id": 1})
+            raise DuplicateStore("id" if exists else "code") from None
+        await self._grid_put(store)
+
+    async def update_store(self, store: Store, previous: Store) -> None:
+        document = store_to_document(store)
+        del document["_id"]
+        if store.code != previous.code:
+            # An admin write, rare: the scan of a code lookup is affordable here. The unique
+            # index still decides a race (FerretDB reports it as a generic failure).
+            taken = await self._db[STORES].find_one({"code": store.code}, {"_id": 1})
+            if taken is not None and taken["_id"] != store.id:
+                raise DuplicateStore("code")
+        try:
+            await self._guard.update_one(self._db[STORES], {"_id": store.id}, {"$set": document})
+        except DuplicateKeyError:
+            raise DuplicateStore("code") from None
+        except OperationFailure as error:
+            if "UNIQUE constraint" in str(error):
+                raise DuplicateStore("code") from None
+            raise
+        if previous.location != store.location:
+            await self._grid_remove(previous)
+        await self._grid_put(store)
+
+    async def reindex_store(self, store: Store) -> None:
+        await self._grid_put(store)
+
+    async def _grid_put(self, store: Store) -> None:
+        entry = {
+            "id": store.id,
+            "lat": store.location.latitude,
+            "lng": store.location.longitude,
         }
+        for cell in cells_of(store.location.latitude, store.location.longitude):
+            async with self._guard.hold(GEO_GRID, cell):
+                doc = await self._db[GEO_GRID].find_one({"_id": cell})
+                entries = [e for e in (doc or {}).get("stores", []) if e["id"] != store.id]
+                if doc is not None and entry in doc.get("stores", []):
+                    continue
+                entries.append(entry)
+                entries.sort(key=lambda e: str(e["id"]))
+                await self._db[GEO_GRID].update_one(
+                    {"_id": cell}, {"$set": {"stores": entries}}, upsert=True
+                )
+
+    async def _grid_remove(self, store: Store) -> None:
+        for cell in cells_of(store.location.latitude, store.location.longitude):
+            async with self._guard.hold(GEO_GRID, cell):
+                doc = await self._db[GEO_GRID].find_one({"_id": cell})
+                if doc is None:
+                    continue
+                entries = [e for e in doc.get("stores", []) if e["id"] != store.id]
+                await self._db[GEO_GRID].update_one({"_id": cell}, {"$set": {"stores": entries}})
+
+    async def grid_entries(self, cells: Sequence[str]) -> list[tuple[str, float, float]]:
+        """(store id, lat, lng) of every store listed in the cells, read by `_id`."""
+        docs = await find_by_ids(self._db[GEO_GRID], cells)
+        return [
+            (entry["id"], float(entry["lat"]), float(entry["lng"]))
+            for doc in docs.values()
+            for entry in doc.get("stores", ())
+        ]
+
+    async def create_associate(self, associate: Associate) -> None:
+        await self._db[ASSOCIATES].insert_one(associate_to_document(associate))
+
+    async def get_associates(self, ids: Sequence[str]) -> dict[str, Associate]:
+        found = await find_by_ids(self._db[ASSOCIATES], ids)
+        return {i: associate_from_document(doc) for i, doc in found.items()}
+
+    async def register_kiosk(self, device: KioskDevice) -> None:
+        await self._db[KIOSK_DEVICES].insert_one(kiosk_to_document(device))
+
+    async def get_kiosks(self, ids: Sequence[str]) -> dict[str, KioskDevice]:
+        found = await find_by_ids(self._db[KIOSK_DEVICES], ids)
+        return {i: kiosk_from_document(doc) for i, doc in found.items()}
 
     async def list_stores(self, *, limit: int, after: tuple[str, str] | None) -> list[Store]:
         """Every store, whatever its status, in (code, _id) order, `limit` of them after `after`.

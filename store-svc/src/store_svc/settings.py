@@ -13,6 +13,9 @@ DEFAULT_PORT = 50052
 class StoreSettings(ServiceSettings):
     port: int = DEFAULT_PORT
     database: str = "store"
+    # Seconds between passes of the sweeper releasing reservations whose hold has passed;
+    # 0 turns it off.
+    sweep_interval_seconds: float = 30.0
 
 
 def load() -> StoreSettings:

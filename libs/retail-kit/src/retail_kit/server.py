@@ -38,6 +38,7 @@ class ServiceContext:
 
 Register = Callable[[grpc.aio.Server, ServiceContext], None]
 OnReady = Callable[[ServiceContext], Awaitable[None]]
+OnStop = Callable[[ServiceContext], Awaitable[None]]
 
 
 class ServiceHost:
@@ -50,12 +51,14 @@ class ServiceHost:
         service_names: Sequence[str],
         register: Register,
         on_ready: OnReady | None = None,
+        on_stop: OnStop | None = None,
     ) -> None:
         self.name = name
         self.settings = settings
         self.service_names = tuple(service_names)
         self._register = register
         self._on_ready = on_ready
+        self._on_stop = on_stop
         self._server: grpc.aio.Server | None = None
         self._health = HealthServicer()
         self._readiness: asyncio.Task[None] | None = None
@@ -107,6 +110,9 @@ class ServiceHost:
         await self._health.enter_graceful_shutdown()
         if self._server is not None:
             await self._server.stop(self.settings.grace_seconds if grace is None else grace)
+        if self._on_stop is not None:
+            # Background work the service started in on_ready ends before the client closes.
+            await self._on_stop(self.context)
         await self.context.client.close()
 
     async def wait(self) -> None:

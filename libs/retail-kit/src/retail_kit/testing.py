@@ -16,7 +16,7 @@ import grpc
 import pytest
 
 from retail_kit.ferretdb import EmbeddedFerretDB, free_port
-from retail_kit.server import OnReady, Register, ServiceHost
+from retail_kit.server import OnReady, OnStop, Register, ServiceHost
 from retail_kit.settings import ServiceSettings
 
 READY_TIMEOUT_SECONDS = 30.0
@@ -47,12 +47,13 @@ async def running_service(
     service_names: tuple[str, ...],
     register: Register,
     on_ready: OnReady | None = None,
+    on_stop: OnStop | None = None,
 ) -> AsyncIterator[ServiceHost]:
     """Starts a service on a free loopback port and waits until it reports SERVING."""
     import asyncio
 
     settings = dataclasses.replace(settings, host="127.0.0.1", port=0, grace_seconds=1.0)
-    host = ServiceHost(name, settings, service_names, register, on_ready)
+    host = ServiceHost(name, settings, service_names, register, on_ready, on_stop)
     await host.start()
     try:
         await asyncio.wait_for(host.ready.wait(), READY_TIMEOUT_SECONDS)

@@ -71,6 +71,7 @@ class Sku(_message.Message):
     BARCODE_FIELD_NUMBER: _builtins.int
     PRICE_FIELD_NUMBER: _builtins.int
     OPTIONS_FIELD_NUMBER: _builtins.int
+    PRICE_RULES_FIELD_NUMBER: _builtins.int
     id: _builtins.str
     product_id: _builtins.str
     barcode: _builtins.str
@@ -80,6 +81,10 @@ class Sku(_message.Message):
 
     @_builtins.property
     def options(self) -> _containers.RepeatedCompositeFieldContainer[Global___SkuOption]: ...
+    @_builtins.property
+    def price_rules(self) -> _containers.RepeatedCompositeFieldContainer[Global___PriceRule]:
+        """Channel and tier prices (overrides of the base price); QuotePrices applies them."""
+
     def __init__(
         self,
         *,
@@ -88,14 +93,59 @@ class Sku(_message.Message):
         barcode: _builtins.str = ...,
         price: _common_pb2.Money | None = ...,
         options: _abc.Iterable[Global___SkuOption] | None = ...,
+        price_rules: _abc.Iterable[Global___PriceRule] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["price", b"price"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["barcode", b"barcode", "id", b"id", "options", b"options", "price", b"price", "product_id", b"product_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["barcode", b"barcode", "id", b"id", "options", b"options", "price", b"price", "price_rules", b"price_rules", "product_id", b"product_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___Sku: _TypeAlias = Sku  # noqa: Y015
+
+@_typing.final
+class PriceRule(_message.Message):
+    """A price that applies to one channel, one member tier, or both, optionally within a
+    validity window [start_time, end_time) in UTC.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    CHANNEL_FIELD_NUMBER: _builtins.int
+    TIER_FIELD_NUMBER: _builtins.int
+    PRICE_FIELD_NUMBER: _builtins.int
+    START_TIME_FIELD_NUMBER: _builtins.int
+    END_TIME_FIELD_NUMBER: _builtins.int
+    channel: _common_pb2.Channel.ValueType
+    """CHANNEL_UNSPECIFIED: any channel."""
+    tier: _builtins.str
+    """Member tier code (bronze, silver, gold, platinum); empty: any tier."""
+    @_builtins.property
+    def price(self) -> _common_pb2.Money: ...
+    @_builtins.property
+    def start_time(self) -> _timestamp_pb2.Timestamp:
+        """Unset: no start."""
+
+    @_builtins.property
+    def end_time(self) -> _timestamp_pb2.Timestamp:
+        """Exclusive; unset: no end."""
+
+    def __init__(
+        self,
+        *,
+        channel: _common_pb2.Channel.ValueType = ...,
+        tier: _builtins.str = ...,
+        price: _common_pb2.Money | None = ...,
+        start_time: _timestamp_pb2.Timestamp | None = ...,
+        end_time: _timestamp_pb2.Timestamp | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["end_time", b"end_time", "price", b"price", "start_time", b"start_time"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["channel", b"channel", "end_time", b"end_time", "price", b"price", "start_time", b"start_time", "tier", b"tier"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___PriceRule: _TypeAlias = PriceRule  # noqa: Y015
 
 @_typing.final
 class Product(_message.Message):
@@ -133,11 +183,14 @@ class Product(_message.Message):
     ATTRIBUTES_FIELD_NUMBER: _builtins.int
     CREATE_TIME_FIELD_NUMBER: _builtins.int
     UPDATE_TIME_FIELD_NUMBER: _builtins.int
+    ETAG_FIELD_NUMBER: _builtins.int
     id: _builtins.str
     spu_code: _builtins.str
     category_id: _builtins.str
     brand_id: _builtins.str
     status: Global___ProductStatus.ValueType
+    etag: _builtins.str
+    """Changes on every write; UpdateProduct must present the current one."""
     @_builtins.property
     def title(self) -> _common_pb2.LocalizedText: ...
     @_builtins.property
@@ -167,10 +220,11 @@ class Product(_message.Message):
         attributes: _abc.Mapping[_builtins.str, _builtins.str] | None = ...,
         create_time: _timestamp_pb2.Timestamp | None = ...,
         update_time: _timestamp_pb2.Timestamp | None = ...,
+        etag: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["create_time", b"create_time", "description", b"description", "title", b"title", "update_time", b"update_time"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["attributes", b"attributes", "brand_id", b"brand_id", "category_id", b"category_id", "create_time", b"create_time", "description", b"description", "id", b"id", "image_urls", b"image_urls", "skus", b"skus", "spu_code", b"spu_code", "status", b"status", "title", b"title", "update_time", b"update_time"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["attributes", b"attributes", "brand_id", b"brand_id", "category_id", b"category_id", "create_time", b"create_time", "description", b"description", "etag", b"etag", "id", b"id", "image_urls", b"image_urls", "skus", b"skus", "spu_code", b"spu_code", "status", b"status", "title", b"title", "update_time", b"update_time"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -612,9 +666,16 @@ class PriceQuote(_message.Message):
     UNIT_PRICE_FIELD_NUMBER: _builtins.int
     BASE_PRICE_FIELD_NUMBER: _builtins.int
     RULE_FIELD_NUMBER: _builtins.int
+    PRODUCT_ID_FIELD_NUMBER: _builtins.int
+    PRODUCT_STATUS_FIELD_NUMBER: _builtins.int
     sku_id: _builtins.str
     rule: _builtins.str
-    """Which rule produced unit_price, e.g. "base", "channel:mini_program", "tier:gold"."""
+    """Which rule produced unit_price, e.g. "base", "channel:mini_program", "tier:gold",
+    "channel+tier:mini_program+gold".
+    """
+    product_id: _builtins.str
+    product_status: Global___ProductStatus.ValueType
+    """Orders should refuse SKUs whose product is not active."""
     @_builtins.property
     def unit_price(self) -> _common_pb2.Money: ...
     @_builtins.property
@@ -626,10 +687,12 @@ class PriceQuote(_message.Message):
         unit_price: _common_pb2.Money | None = ...,
         base_price: _common_pb2.Money | None = ...,
         rule: _builtins.str = ...,
+        product_id: _builtins.str = ...,
+        product_status: Global___ProductStatus.ValueType = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["base_price", b"base_price", "unit_price", b"unit_price"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["base_price", b"base_price", "rule", b"rule", "sku_id", b"sku_id", "unit_price", b"unit_price"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["base_price", b"base_price", "product_id", b"product_id", "product_status", b"product_status", "rule", b"rule", "sku_id", b"sku_id", "unit_price", b"unit_price"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -777,3 +840,259 @@ class BatchGetBrandsResponse(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___BatchGetBrandsResponse: _TypeAlias = BatchGetBrandsResponse  # noqa: Y015
+
+@_typing.final
+class CreateProductRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    PRODUCT_FIELD_NUMBER: _builtins.int
+    REQUEST_ID_FIELD_NUMBER: _builtins.int
+    request_id: _builtins.str
+    """Idempotency key: a retry with the same key and the same product returns that product."""
+    @_builtins.property
+    def product(self) -> Global___Product:
+        """id optional (derived from request_id when empty); status, etag and times are ignored.
+        SKU ids are optional (<product id>_s<n> when empty).
+        """
+
+    def __init__(
+        self,
+        *,
+        product: Global___Product | None = ...,
+        request_id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["product", b"product"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["product", b"product", "request_id", b"request_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___CreateProductRequest: _TypeAlias = CreateProductRequest  # noqa: Y015
+
+@_typing.final
+class CreateProductResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    PRODUCT_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def product(self) -> Global___Product: ...
+    def __init__(
+        self,
+        *,
+        product: Global___Product | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["product", b"product"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["product", b"product"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___CreateProductResponse: _TypeAlias = CreateProductResponse  # noqa: Y015
+
+@_typing.final
+class UpdateProductRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    PRODUCT_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def product(self) -> Global___Product:
+        """The whole new content; product.etag must equal the stored etag."""
+
+    def __init__(
+        self,
+        *,
+        product: Global___Product | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["product", b"product"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["product", b"product"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___UpdateProductRequest: _TypeAlias = UpdateProductRequest  # noqa: Y015
+
+@_typing.final
+class UpdateProductResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    PRODUCT_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def product(self) -> Global___Product: ...
+    def __init__(
+        self,
+        *,
+        product: Global___Product | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["product", b"product"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["product", b"product"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___UpdateProductResponse: _TypeAlias = UpdateProductResponse  # noqa: Y015
+
+@_typing.final
+class PublishProductRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ID_FIELD_NUMBER: _builtins.int
+    ETAG_FIELD_NUMBER: _builtins.int
+    id: _builtins.str
+    etag: _builtins.str
+    """Optional: when set, must equal the stored etag."""
+    def __init__(
+        self,
+        *,
+        id: _builtins.str = ...,
+        etag: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["etag", b"etag", "id", b"id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___PublishProductRequest: _TypeAlias = PublishProductRequest  # noqa: Y015
+
+@_typing.final
+class PublishProductResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    PRODUCT_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def product(self) -> Global___Product: ...
+    def __init__(
+        self,
+        *,
+        product: Global___Product | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["product", b"product"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["product", b"product"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___PublishProductResponse: _TypeAlias = PublishProductResponse  # noqa: Y015
+
+@_typing.final
+class ArchiveProductRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ID_FIELD_NUMBER: _builtins.int
+    ETAG_FIELD_NUMBER: _builtins.int
+    id: _builtins.str
+    etag: _builtins.str
+    """Optional: when set, must equal the stored etag."""
+    def __init__(
+        self,
+        *,
+        id: _builtins.str = ...,
+        etag: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["etag", b"etag", "id", b"id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ArchiveProductRequest: _TypeAlias = ArchiveProductRequest  # noqa: Y015
+
+@_typing.final
+class ArchiveProductResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    PRODUCT_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def product(self) -> Global___Product: ...
+    def __init__(
+        self,
+        *,
+        product: Global___Product | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["product", b"product"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["product", b"product"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ArchiveProductResponse: _TypeAlias = ArchiveProductResponse  # noqa: Y015
+
+@_typing.final
+class UpsertCategoryRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    CATEGORY_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def category(self) -> Global___Category: ...
+    def __init__(
+        self,
+        *,
+        category: Global___Category | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["category", b"category"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["category", b"category"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___UpsertCategoryRequest: _TypeAlias = UpsertCategoryRequest  # noqa: Y015
+
+@_typing.final
+class UpsertCategoryResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    CATEGORY_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def category(self) -> Global___Category: ...
+    def __init__(
+        self,
+        *,
+        category: Global___Category | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["category", b"category"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["category", b"category"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___UpsertCategoryResponse: _TypeAlias = UpsertCategoryResponse  # noqa: Y015
+
+@_typing.final
+class UpsertBrandRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    BRAND_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def brand(self) -> Global___Brand: ...
+    def __init__(
+        self,
+        *,
+        brand: Global___Brand | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["brand", b"brand"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["brand", b"brand"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___UpsertBrandRequest: _TypeAlias = UpsertBrandRequest  # noqa: Y015
+
+@_typing.final
+class UpsertBrandResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    BRAND_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def brand(self) -> Global___Brand: ...
+    def __init__(
+        self,
+        *,
+        brand: Global___Brand | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["brand", b"brand"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["brand", b"brand"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___UpsertBrandResponse: _TypeAlias = UpsertBrandResponse  # noqa: Y015

@@ -86,6 +86,36 @@ class CatalogServiceStub:
                 request_serializer=retail_dot_catalog_dot_v1_dot_catalog__pb2.BatchGetBrandsRequest.SerializeToString,
                 response_deserializer=retail_dot_catalog_dot_v1_dot_catalog__pb2.BatchGetBrandsResponse.FromString,
                 _registered_method=True)
+        self.CreateProduct = channel.unary_unary(
+                '/retail.catalog.v1.CatalogService/CreateProduct',
+                request_serializer=retail_dot_catalog_dot_v1_dot_catalog__pb2.CreateProductRequest.SerializeToString,
+                response_deserializer=retail_dot_catalog_dot_v1_dot_catalog__pb2.CreateProductResponse.FromString,
+                _registered_method=True)
+        self.UpdateProduct = channel.unary_unary(
+                '/retail.catalog.v1.CatalogService/UpdateProduct',
+                request_serializer=retail_dot_catalog_dot_v1_dot_catalog__pb2.UpdateProductRequest.SerializeToString,
+                response_deserializer=retail_dot_catalog_dot_v1_dot_catalog__pb2.UpdateProductResponse.FromString,
+                _registered_method=True)
+        self.PublishProduct = channel.unary_unary(
+                '/retail.catalog.v1.CatalogService/PublishProduct',
+                request_serializer=retail_dot_catalog_dot_v1_dot_catalog__pb2.PublishProductRequest.SerializeToString,
+                response_deserializer=retail_dot_catalog_dot_v1_dot_catalog__pb2.PublishProductResponse.FromString,
+                _registered_method=True)
+        self.ArchiveProduct = channel.unary_unary(
+                '/retail.catalog.v1.CatalogService/ArchiveProduct',
+                request_serializer=retail_dot_catalog_dot_v1_dot_catalog__pb2.ArchiveProductRequest.SerializeToString,
+                response_deserializer=retail_dot_catalog_dot_v1_dot_catalog__pb2.ArchiveProductResponse.FromString,
+                _registered_method=True)
+        self.UpsertCategory = channel.unary_unary(
+                '/retail.catalog.v1.CatalogService/UpsertCategory',
+                request_serializer=retail_dot_catalog_dot_v1_dot_catalog__pb2.UpsertCategoryRequest.SerializeToString,
+                response_deserializer=retail_dot_catalog_dot_v1_dot_catalog__pb2.UpsertCategoryResponse.FromString,
+                _registered_method=True)
+        self.UpsertBrand = channel.unary_unary(
+                '/retail.catalog.v1.CatalogService/UpsertBrand',
+                request_serializer=retail_dot_catalog_dot_v1_dot_catalog__pb2.UpsertBrandRequest.SerializeToString,
+                response_deserializer=retail_dot_catalog_dot_v1_dot_catalog__pb2.UpsertBrandResponse.FromString,
+                _registered_method=True)
 
 
 class CatalogServiceServicer:
@@ -163,6 +193,49 @@ class CatalogServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def CreateProduct(self, request, context):
+        """Creates a draft product with its SKUs; a retry with the same request_id returns the
+        product the first call created. Barcodes and SKU ids are unique across the catalog.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def UpdateProduct(self, request, context):
+        """Replaces a product's content (not its status); product.etag must be the current etag.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def PublishProduct(self, request, context):
+        """Makes a product active (browsable, searchable, orderable); idempotent.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ArchiveProduct(self, request, context):
+        """Archives a product: gone from listing and search, still readable by id; idempotent.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def UpsertCategory(self, request, context):
+        """Creates or replaces a category; the parent must exist and the tree stays acyclic.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def UpsertBrand(self, request, context):
+        """Creates or replaces a brand.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_CatalogServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -215,6 +288,36 @@ def add_CatalogServiceServicer_to_server(servicer, server):
                     servicer.BatchGetBrands,
                     request_deserializer=retail_dot_catalog_dot_v1_dot_catalog__pb2.BatchGetBrandsRequest.FromString,
                     response_serializer=retail_dot_catalog_dot_v1_dot_catalog__pb2.BatchGetBrandsResponse.SerializeToString,
+            ),
+            'CreateProduct': grpc.unary_unary_rpc_method_handler(
+                    servicer.CreateProduct,
+                    request_deserializer=retail_dot_catalog_dot_v1_dot_catalog__pb2.CreateProductRequest.FromString,
+                    response_serializer=retail_dot_catalog_dot_v1_dot_catalog__pb2.CreateProductResponse.SerializeToString,
+            ),
+            'UpdateProduct': grpc.unary_unary_rpc_method_handler(
+                    servicer.UpdateProduct,
+                    request_deserializer=retail_dot_catalog_dot_v1_dot_catalog__pb2.UpdateProductRequest.FromString,
+                    response_serializer=retail_dot_catalog_dot_v1_dot_catalog__pb2.UpdateProductResponse.SerializeToString,
+            ),
+            'PublishProduct': grpc.unary_unary_rpc_method_handler(
+                    servicer.PublishProduct,
+                    request_deserializer=retail_dot_catalog_dot_v1_dot_catalog__pb2.PublishProductRequest.FromString,
+                    response_serializer=retail_dot_catalog_dot_v1_dot_catalog__pb2.PublishProductResponse.SerializeToString,
+            ),
+            'ArchiveProduct': grpc.unary_unary_rpc_method_handler(
+                    servicer.ArchiveProduct,
+                    request_deserializer=retail_dot_catalog_dot_v1_dot_catalog__pb2.ArchiveProductRequest.FromString,
+                    response_serializer=retail_dot_catalog_dot_v1_dot_catalog__pb2.ArchiveProductResponse.SerializeToString,
+            ),
+            'UpsertCategory': grpc.unary_unary_rpc_method_handler(
+                    servicer.UpsertCategory,
+                    request_deserializer=retail_dot_catalog_dot_v1_dot_catalog__pb2.UpsertCategoryRequest.FromString,
+                    response_serializer=retail_dot_catalog_dot_v1_dot_catalog__pb2.UpsertCategoryResponse.SerializeToString,
+            ),
+            'UpsertBrand': grpc.unary_unary_rpc_method_handler(
+                    servicer.UpsertBrand,
+                    request_deserializer=retail_dot_catalog_dot_v1_dot_catalog__pb2.UpsertBrandRequest.FromString,
+                    response_serializer=retail_dot_catalog_dot_v1_dot_catalog__pb2.UpsertBrandResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -489,6 +592,168 @@ class CatalogService:
             '/retail.catalog.v1.CatalogService/BatchGetBrands',
             retail_dot_catalog_dot_v1_dot_catalog__pb2.BatchGetBrandsRequest.SerializeToString,
             retail_dot_catalog_dot_v1_dot_catalog__pb2.BatchGetBrandsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CreateProduct(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/retail.catalog.v1.CatalogService/CreateProduct',
+            retail_dot_catalog_dot_v1_dot_catalog__pb2.CreateProductRequest.SerializeToString,
+            retail_dot_catalog_dot_v1_dot_catalog__pb2.CreateProductResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def UpdateProduct(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/retail.catalog.v1.CatalogService/UpdateProduct',
+            retail_dot_catalog_dot_v1_dot_catalog__pb2.UpdateProductRequest.SerializeToString,
+            retail_dot_catalog_dot_v1_dot_catalog__pb2.UpdateProductResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def PublishProduct(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/retail.catalog.v1.CatalogService/PublishProduct',
+            retail_dot_catalog_dot_v1_dot_catalog__pb2.PublishProductRequest.SerializeToString,
+            retail_dot_catalog_dot_v1_dot_catalog__pb2.PublishProductResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ArchiveProduct(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/retail.catalog.v1.CatalogService/ArchiveProduct',
+            retail_dot_catalog_dot_v1_dot_catalog__pb2.ArchiveProductRequest.SerializeToString,
+            retail_dot_catalog_dot_v1_dot_catalog__pb2.ArchiveProductResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def UpsertCategory(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/retail.catalog.v1.CatalogService/UpsertCategory',
+            retail_dot_catalog_dot_v1_dot_catalog__pb2.UpsertCategoryRequest.SerializeToString,
+            retail_dot_catalog_dot_v1_dot_catalog__pb2.UpsertCategoryResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def UpsertBrand(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/retail.catalog.v1.CatalogService/UpsertBrand',
+            retail_dot_catalog_dot_v1_dot_catalog__pb2.UpsertBrandRequest.SerializeToString,
+            retail_dot_catalog_dot_v1_dot_catalog__pb2.UpsertBrandResponse.FromString,
             options,
             channel_credentials,
             insecure,

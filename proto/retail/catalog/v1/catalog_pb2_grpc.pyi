@@ -55,6 +55,20 @@ class CatalogServiceStub:
     """Returns categories by id."""
     BatchGetBrands: _grpc.UnaryUnaryMultiCallable[_catalog_pb2.BatchGetBrandsRequest, _catalog_pb2.BatchGetBrandsResponse]
     """Returns brands by id."""
+    CreateProduct: _grpc.UnaryUnaryMultiCallable[_catalog_pb2.CreateProductRequest, _catalog_pb2.CreateProductResponse]
+    """Creates a draft product with its SKUs; a retry with the same request_id returns the
+    product the first call created. Barcodes and SKU ids are unique across the catalog.
+    """
+    UpdateProduct: _grpc.UnaryUnaryMultiCallable[_catalog_pb2.UpdateProductRequest, _catalog_pb2.UpdateProductResponse]
+    """Replaces a product's content (not its status); product.etag must be the current etag."""
+    PublishProduct: _grpc.UnaryUnaryMultiCallable[_catalog_pb2.PublishProductRequest, _catalog_pb2.PublishProductResponse]
+    """Makes a product active (browsable, searchable, orderable); idempotent."""
+    ArchiveProduct: _grpc.UnaryUnaryMultiCallable[_catalog_pb2.ArchiveProductRequest, _catalog_pb2.ArchiveProductResponse]
+    """Archives a product: gone from listing and search, still readable by id; idempotent."""
+    UpsertCategory: _grpc.UnaryUnaryMultiCallable[_catalog_pb2.UpsertCategoryRequest, _catalog_pb2.UpsertCategoryResponse]
+    """Creates or replaces a category; the parent must exist and the tree stays acyclic."""
+    UpsertBrand: _grpc.UnaryUnaryMultiCallable[_catalog_pb2.UpsertBrandRequest, _catalog_pb2.UpsertBrandResponse]
+    """Creates or replaces a brand."""
 
 @_typing.type_check_only
 class CatalogServiceAsyncStub(CatalogServiceStub):
@@ -83,6 +97,20 @@ class CatalogServiceAsyncStub(CatalogServiceStub):
     """Returns categories by id."""
     BatchGetBrands: _aio.UnaryUnaryMultiCallable[_catalog_pb2.BatchGetBrandsRequest, _catalog_pb2.BatchGetBrandsResponse]  # type: ignore[assignment]
     """Returns brands by id."""
+    CreateProduct: _aio.UnaryUnaryMultiCallable[_catalog_pb2.CreateProductRequest, _catalog_pb2.CreateProductResponse]  # type: ignore[assignment]
+    """Creates a draft product with its SKUs; a retry with the same request_id returns the
+    product the first call created. Barcodes and SKU ids are unique across the catalog.
+    """
+    UpdateProduct: _aio.UnaryUnaryMultiCallable[_catalog_pb2.UpdateProductRequest, _catalog_pb2.UpdateProductResponse]  # type: ignore[assignment]
+    """Replaces a product's content (not its status); product.etag must be the current etag."""
+    PublishProduct: _aio.UnaryUnaryMultiCallable[_catalog_pb2.PublishProductRequest, _catalog_pb2.PublishProductResponse]  # type: ignore[assignment]
+    """Makes a product active (browsable, searchable, orderable); idempotent."""
+    ArchiveProduct: _aio.UnaryUnaryMultiCallable[_catalog_pb2.ArchiveProductRequest, _catalog_pb2.ArchiveProductResponse]  # type: ignore[assignment]
+    """Archives a product: gone from listing and search, still readable by id; idempotent."""
+    UpsertCategory: _aio.UnaryUnaryMultiCallable[_catalog_pb2.UpsertCategoryRequest, _catalog_pb2.UpsertCategoryResponse]  # type: ignore[assignment]
+    """Creates or replaces a category; the parent must exist and the tree stays acyclic."""
+    UpsertBrand: _aio.UnaryUnaryMultiCallable[_catalog_pb2.UpsertBrandRequest, _catalog_pb2.UpsertBrandResponse]  # type: ignore[assignment]
+    """Creates or replaces a brand."""
 
 class CatalogServiceServicer(metaclass=_abc_1.ABCMeta):
     """The catalog: products (SPU) with SKUs, categories, brands and prices.
@@ -168,5 +196,55 @@ class CatalogServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_catalog_pb2.BatchGetBrandsResponse, _abc.Awaitable[_catalog_pb2.BatchGetBrandsResponse]]:
         """Returns brands by id."""
+
+    @_abc_1.abstractmethod
+    def CreateProduct(
+        self,
+        request: _catalog_pb2.CreateProductRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_catalog_pb2.CreateProductResponse, _abc.Awaitable[_catalog_pb2.CreateProductResponse]]:
+        """Creates a draft product with its SKUs; a retry with the same request_id returns the
+        product the first call created. Barcodes and SKU ids are unique across the catalog.
+        """
+
+    @_abc_1.abstractmethod
+    def UpdateProduct(
+        self,
+        request: _catalog_pb2.UpdateProductRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_catalog_pb2.UpdateProductResponse, _abc.Awaitable[_catalog_pb2.UpdateProductResponse]]:
+        """Replaces a product's content (not its status); product.etag must be the current etag."""
+
+    @_abc_1.abstractmethod
+    def PublishProduct(
+        self,
+        request: _catalog_pb2.PublishProductRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_catalog_pb2.PublishProductResponse, _abc.Awaitable[_catalog_pb2.PublishProductResponse]]:
+        """Makes a product active (browsable, searchable, orderable); idempotent."""
+
+    @_abc_1.abstractmethod
+    def ArchiveProduct(
+        self,
+        request: _catalog_pb2.ArchiveProductRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_catalog_pb2.ArchiveProductResponse, _abc.Awaitable[_catalog_pb2.ArchiveProductResponse]]:
+        """Archives a product: gone from listing and search, still readable by id; idempotent."""
+
+    @_abc_1.abstractmethod
+    def UpsertCategory(
+        self,
+        request: _catalog_pb2.UpsertCategoryRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_catalog_pb2.UpsertCategoryResponse, _abc.Awaitable[_catalog_pb2.UpsertCategoryResponse]]:
+        """Creates or replaces a category; the parent must exist and the tree stays acyclic."""
+
+    @_abc_1.abstractmethod
+    def UpsertBrand(
+        self,
+        request: _catalog_pb2.UpsertBrandRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_catalog_pb2.UpsertBrandResponse, _abc.Awaitable[_catalog_pb2.UpsertBrandResponse]]:
+        """Creates or replaces a brand."""
 
 def add_CatalogServiceServicer_to_server(servicer: CatalogServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

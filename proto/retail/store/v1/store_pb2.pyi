@@ -111,6 +111,10 @@ class _ReservationStatusEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_Res
     RESERVATION_STATUS_RESERVED: _ReservationStatus.ValueType  # 1
     RESERVATION_STATUS_COMMITTED: _ReservationStatus.ValueType  # 2
     RESERVATION_STATUS_RELEASED: _ReservationStatus.ValueType  # 3
+    RESERVATION_STATUS_FAILED: _ReservationStatus.ValueType  # 4
+    """A line was short: nothing is held; failure says which."""
+    RESERVATION_STATUS_PENDING: _ReservationStatus.ValueType  # 5
+    """Being reserved, committed or released right now (or resumed after a crash)."""
 
 class ReservationStatus(_ReservationStatus, metaclass=_ReservationStatusEnumTypeWrapper): ...
 
@@ -118,6 +122,10 @@ RESERVATION_STATUS_UNSPECIFIED: ReservationStatus.ValueType  # 0
 RESERVATION_STATUS_RESERVED: ReservationStatus.ValueType  # 1
 RESERVATION_STATUS_COMMITTED: ReservationStatus.ValueType  # 2
 RESERVATION_STATUS_RELEASED: ReservationStatus.ValueType  # 3
+RESERVATION_STATUS_FAILED: ReservationStatus.ValueType  # 4
+"""A line was short: nothing is held; failure says which."""
+RESERVATION_STATUS_PENDING: ReservationStatus.ValueType  # 5
+"""Being reserved, committed or released right now (or resumed after a crash)."""
 Global___ReservationStatus: _TypeAlias = ReservationStatus  # noqa: Y015
 
 class _AssociateRole:
@@ -199,6 +207,58 @@ class OpeningInterval(_message.Message):
 Global___OpeningInterval: _TypeAlias = OpeningInterval  # noqa: Y015
 
 @_typing.final
+class TimeRange(_message.Message):
+    """One interval of a special day, store-local "HH:MM"; closes <= opens ends the next day."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    OPENS_FIELD_NUMBER: _builtins.int
+    CLOSES_FIELD_NUMBER: _builtins.int
+    opens: _builtins.str
+    closes: _builtins.str
+    def __init__(
+        self,
+        *,
+        opens: _builtins.str = ...,
+        closes: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["closes", b"closes", "opens", b"opens"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___TimeRange: _TypeAlias = TimeRange  # noqa: Y015
+
+@_typing.final
+class SpecialHours(_message.Message):
+    """Hours of one calendar date that replace the weekly hours (holidays, events)."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    DATE_FIELD_NUMBER: _builtins.int
+    INTERVALS_FIELD_NUMBER: _builtins.int
+    date: _builtins.str
+    """Store-local date, "YYYY-MM-DD"."""
+    @_builtins.property
+    def intervals(self) -> _containers.RepeatedCompositeFieldContainer[Global___TimeRange]:
+        """No intervals: closed all day."""
+
+    def __init__(
+        self,
+        *,
+        date: _builtins.str = ...,
+        intervals: _abc.Iterable[Global___TimeRange] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["date", b"date", "intervals", b"intervals"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___SpecialHours: _TypeAlias = SpecialHours  # noqa: Y015
+
+@_typing.final
 class Store(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
@@ -215,6 +275,7 @@ class Store(_message.Message):
     PICKUP_HOLD_DAYS_FIELD_NUMBER: _builtins.int
     STATUS_FIELD_NUMBER: _builtins.int
     PHONE_FIELD_NUMBER: _builtins.int
+    SPECIAL_HOURS_FIELD_NUMBER: _builtins.int
     id: _builtins.str
     code: _builtins.str
     type: Global___StoreType.ValueType
@@ -234,6 +295,10 @@ class Store(_message.Message):
     def weekly_hours(self) -> _containers.RepeatedCompositeFieldContainer[Global___OpeningInterval]: ...
     @_builtins.property
     def services(self) -> _containers.RepeatedScalarFieldContainer[Global___StoreServiceKind.ValueType]: ...
+    @_builtins.property
+    def special_hours(self) -> _containers.RepeatedCompositeFieldContainer[Global___SpecialHours]:
+        """Dates whose hours replace the weekly hours; at most one entry per date."""
+
     def __init__(
         self,
         *,
@@ -250,10 +315,11 @@ class Store(_message.Message):
         pickup_hold_days: _builtins.int = ...,
         status: Global___StoreStatus.ValueType = ...,
         phone: _builtins.str = ...,
+        special_hours: _abc.Iterable[Global___SpecialHours] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["address", b"address", "location", b"location", "name", b"name"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["address", b"address", "code", b"code", "id", b"id", "location", b"location", "name", b"name", "phone", b"phone", "pickup_hold_days", b"pickup_hold_days", "pickup_preparation_minutes", b"pickup_preparation_minutes", "services", b"services", "status", b"status", "timezone", b"timezone", "type", b"type", "weekly_hours", b"weekly_hours"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["address", b"address", "code", b"code", "id", b"id", "location", b"location", "name", b"name", "phone", b"phone", "pickup_hold_days", b"pickup_hold_days", "pickup_preparation_minutes", b"pickup_preparation_minutes", "services", b"services", "special_hours", b"special_hours", "status", b"status", "timezone", b"timezone", "type", b"type", "weekly_hours", b"weekly_hours"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -396,14 +462,22 @@ class NearbyStoresRequest(_message.Message):
     LIMIT_FIELD_NUMBER: _builtins.int
     OPEN_NOW_FIELD_NUMBER: _builtins.int
     SKU_IDS_FIELD_NUMBER: _builtins.int
+    MIN_AVAILABLE_FIELD_NUMBER: _builtins.int
+    SERVICES_FIELD_NUMBER: _builtins.int
     radius_km: _builtins.float
     limit: _builtins.int
     open_now: _builtins.bool
+    min_available: _builtins.int
+    """Quantity each listed SKU must have available; 0 means 1."""
     @_builtins.property
     def point(self) -> _common_pb2.GeoPoint: ...
     @_builtins.property
     def sku_ids(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
         """Only stores where every listed SKU is available."""
+
+    @_builtins.property
+    def services(self) -> _containers.RepeatedScalarFieldContainer[Global___StoreServiceKind.ValueType]:
+        """Only stores offering every listed service."""
 
     def __init__(
         self,
@@ -413,10 +487,12 @@ class NearbyStoresRequest(_message.Message):
         limit: _builtins.int = ...,
         open_now: _builtins.bool = ...,
         sku_ids: _abc.Iterable[_builtins.str] | None = ...,
+        min_available: _builtins.int = ...,
+        services: _abc.Iterable[Global___StoreServiceKind.ValueType] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["point", b"point"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["limit", b"limit", "open_now", b"open_now", "point", b"point", "radius_km", b"radius_km", "sku_ids", b"sku_ids"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["limit", b"limit", "min_available", b"min_available", "open_now", b"open_now", "point", b"point", "radius_km", b"radius_km", "services", b"services", "sku_ids", b"sku_ids"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -561,16 +637,22 @@ class BatchGetInventoryResponse(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
     LEVELS_FIELD_NUMBER: _builtins.int
+    MISSING_SKU_IDS_FIELD_NUMBER: _builtins.int
     @_builtins.property
     def levels(self) -> _containers.RepeatedCompositeFieldContainer[Global___InventoryLevel]: ...
+    @_builtins.property
+    def missing_sku_ids(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """SKUs this store has never stocked."""
+
     def __init__(
         self,
         *,
         levels: _abc.Iterable[Global___InventoryLevel] | None = ...,
+        missing_sku_ids: _abc.Iterable[_builtins.str] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["levels", b"levels"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["levels", b"levels", "missing_sku_ids", b"missing_sku_ids"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -619,6 +701,111 @@ class AdjustInventoryResponse(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
     LEVEL_FIELD_NUMBER: _builtins.int
+    ADJUSTMENT_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def level(self) -> Global___InventoryLevel:
+        """The level right after this adjustment (the same on a replay)."""
+
+    @_builtins.property
+    def adjustment(self) -> Global___InventoryAdjustment: ...
+    def __init__(
+        self,
+        *,
+        level: Global___InventoryLevel | None = ...,
+        adjustment: Global___InventoryAdjustment | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["adjustment", b"adjustment", "level", b"level"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["adjustment", b"adjustment", "level", b"level"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___AdjustInventoryResponse: _TypeAlias = AdjustInventoryResponse  # noqa: Y015
+
+@_typing.final
+class InventoryAdjustment(_message.Message):
+    """One entry of the audit trail."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ID_FIELD_NUMBER: _builtins.int
+    STORE_ID_FIELD_NUMBER: _builtins.int
+    SKU_ID_FIELD_NUMBER: _builtins.int
+    DELTA_FIELD_NUMBER: _builtins.int
+    REASON_FIELD_NUMBER: _builtins.int
+    ACTOR_ID_FIELD_NUMBER: _builtins.int
+    NOTE_FIELD_NUMBER: _builtins.int
+    ON_HAND_AFTER_FIELD_NUMBER: _builtins.int
+    SEQUENCE_FIELD_NUMBER: _builtins.int
+    CREATE_TIME_FIELD_NUMBER: _builtins.int
+    id: _builtins.str
+    """The idempotency key of the request that made it."""
+    store_id: _builtins.str
+    sku_id: _builtins.str
+    delta: _builtins.int
+    reason: Global___AdjustmentReason.ValueType
+    actor_id: _builtins.str
+    note: _builtins.str
+    on_hand_after: _builtins.int
+    sequence: _builtins.int
+    """Position in the (store, SKU) trail, from 1."""
+    @_builtins.property
+    def create_time(self) -> _timestamp_pb2.Timestamp: ...
+    def __init__(
+        self,
+        *,
+        id: _builtins.str = ...,
+        store_id: _builtins.str = ...,
+        sku_id: _builtins.str = ...,
+        delta: _builtins.int = ...,
+        reason: Global___AdjustmentReason.ValueType = ...,
+        actor_id: _builtins.str = ...,
+        note: _builtins.str = ...,
+        on_hand_after: _builtins.int = ...,
+        sequence: _builtins.int = ...,
+        create_time: _timestamp_pb2.Timestamp | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["create_time", b"create_time"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["actor_id", b"actor_id", "create_time", b"create_time", "delta", b"delta", "id", b"id", "note", b"note", "on_hand_after", b"on_hand_after", "reason", b"reason", "sequence", b"sequence", "sku_id", b"sku_id", "store_id", b"store_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___InventoryAdjustment: _TypeAlias = InventoryAdjustment  # noqa: Y015
+
+@_typing.final
+class SetSafetyStockRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    STORE_ID_FIELD_NUMBER: _builtins.int
+    SKU_ID_FIELD_NUMBER: _builtins.int
+    SAFETY_STOCK_FIELD_NUMBER: _builtins.int
+    ACTOR_ID_FIELD_NUMBER: _builtins.int
+    store_id: _builtins.str
+    sku_id: _builtins.str
+    safety_stock: _builtins.int
+    actor_id: _builtins.str
+    def __init__(
+        self,
+        *,
+        store_id: _builtins.str = ...,
+        sku_id: _builtins.str = ...,
+        safety_stock: _builtins.int = ...,
+        actor_id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["actor_id", b"actor_id", "safety_stock", b"safety_stock", "sku_id", b"sku_id", "store_id", b"store_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___SetSafetyStockRequest: _TypeAlias = SetSafetyStockRequest  # noqa: Y015
+
+@_typing.final
+class SetSafetyStockResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    LEVEL_FIELD_NUMBER: _builtins.int
     @_builtins.property
     def level(self) -> Global___InventoryLevel: ...
     def __init__(
@@ -632,7 +819,58 @@ class AdjustInventoryResponse(_message.Message):
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
-Global___AdjustInventoryResponse: _TypeAlias = AdjustInventoryResponse  # noqa: Y015
+Global___SetSafetyStockResponse: _TypeAlias = SetSafetyStockResponse  # noqa: Y015
+
+@_typing.final
+class ListInventoryAdjustmentsRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    STORE_ID_FIELD_NUMBER: _builtins.int
+    SKU_ID_FIELD_NUMBER: _builtins.int
+    PAGE_SIZE_FIELD_NUMBER: _builtins.int
+    PAGE_TOKEN_FIELD_NUMBER: _builtins.int
+    store_id: _builtins.str
+    sku_id: _builtins.str
+    page_size: _builtins.int
+    page_token: _builtins.str
+    def __init__(
+        self,
+        *,
+        store_id: _builtins.str = ...,
+        sku_id: _builtins.str = ...,
+        page_size: _builtins.int = ...,
+        page_token: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["page_size", b"page_size", "page_token", b"page_token", "sku_id", b"sku_id", "store_id", b"store_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListInventoryAdjustmentsRequest: _TypeAlias = ListInventoryAdjustmentsRequest  # noqa: Y015
+
+@_typing.final
+class ListInventoryAdjustmentsResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ADJUSTMENTS_FIELD_NUMBER: _builtins.int
+    NEXT_PAGE_TOKEN_FIELD_NUMBER: _builtins.int
+    next_page_token: _builtins.str
+    @_builtins.property
+    def adjustments(self) -> _containers.RepeatedCompositeFieldContainer[Global___InventoryAdjustment]: ...
+    def __init__(
+        self,
+        *,
+        adjustments: _abc.Iterable[Global___InventoryAdjustment] | None = ...,
+        next_page_token: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["adjustments", b"adjustments", "next_page_token", b"next_page_token"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListInventoryAdjustmentsResponse: _TypeAlias = ListInventoryAdjustmentsResponse  # noqa: Y015
 
 @_typing.final
 class ReservationLine(_message.Message):
@@ -657,6 +895,33 @@ class ReservationLine(_message.Message):
 Global___ReservationLine: _TypeAlias = ReservationLine  # noqa: Y015
 
 @_typing.final
+class ReservationFailure(_message.Message):
+    """Why a reservation failed: the first line that could not be reserved."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    SKU_ID_FIELD_NUMBER: _builtins.int
+    REQUESTED_FIELD_NUMBER: _builtins.int
+    AVAILABLE_FIELD_NUMBER: _builtins.int
+    sku_id: _builtins.str
+    requested: _builtins.int
+    available: _builtins.int
+    def __init__(
+        self,
+        *,
+        sku_id: _builtins.str = ...,
+        requested: _builtins.int = ...,
+        available: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["available", b"available", "requested", b"requested", "sku_id", b"sku_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ReservationFailure: _TypeAlias = ReservationFailure  # noqa: Y015
+
+@_typing.final
 class Reservation(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
@@ -665,13 +930,25 @@ class Reservation(_message.Message):
     LINES_FIELD_NUMBER: _builtins.int
     STATUS_FIELD_NUMBER: _builtins.int
     HOLD_UNTIL_FIELD_NUMBER: _builtins.int
+    FAILURE_FIELD_NUMBER: _builtins.int
+    CREATE_TIME_FIELD_NUMBER: _builtins.int
+    UPDATE_TIME_FIELD_NUMBER: _builtins.int
+    EXPIRED_FIELD_NUMBER: _builtins.int
     order_id: _builtins.str
     store_id: _builtins.str
     status: Global___ReservationStatus.ValueType
+    expired: _builtins.bool
+    """Set when the sweeper released it because hold_until passed."""
     @_builtins.property
     def lines(self) -> _containers.RepeatedCompositeFieldContainer[Global___ReservationLine]: ...
     @_builtins.property
     def hold_until(self) -> _timestamp_pb2.Timestamp: ...
+    @_builtins.property
+    def failure(self) -> Global___ReservationFailure: ...
+    @_builtins.property
+    def create_time(self) -> _timestamp_pb2.Timestamp: ...
+    @_builtins.property
+    def update_time(self) -> _timestamp_pb2.Timestamp: ...
     def __init__(
         self,
         *,
@@ -680,10 +957,14 @@ class Reservation(_message.Message):
         lines: _abc.Iterable[Global___ReservationLine] | None = ...,
         status: Global___ReservationStatus.ValueType = ...,
         hold_until: _timestamp_pb2.Timestamp | None = ...,
+        failure: Global___ReservationFailure | None = ...,
+        create_time: _timestamp_pb2.Timestamp | None = ...,
+        update_time: _timestamp_pb2.Timestamp | None = ...,
+        expired: _builtins.bool = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["hold_until", b"hold_until"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["create_time", b"create_time", "failure", b"failure", "hold_until", b"hold_until", "update_time", b"update_time"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["hold_until", b"hold_until", "lines", b"lines", "order_id", b"order_id", "status", b"status", "store_id", b"store_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["create_time", b"create_time", "expired", b"expired", "failure", b"failure", "hold_until", b"hold_until", "lines", b"lines", "order_id", b"order_id", "status", b"status", "store_id", b"store_id", "update_time", b"update_time"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -702,7 +983,9 @@ class ReserveStockRequest(_message.Message):
     @_builtins.property
     def lines(self) -> _containers.RepeatedCompositeFieldContainer[Global___ReservationLine]: ...
     @_builtins.property
-    def hold_until(self) -> _timestamp_pb2.Timestamp: ...
+    def hold_until(self) -> _timestamp_pb2.Timestamp:
+        """Unset: now + the store's pickup hold days."""
+
     def __init__(
         self,
         *,
@@ -996,3 +1279,169 @@ class BatchGetKioskDevicesResponse(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___BatchGetKioskDevicesResponse: _TypeAlias = BatchGetKioskDevicesResponse  # noqa: Y015
+
+@_typing.final
+class CreateStoreRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    STORE_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def store(self) -> Global___Store:
+        """id may be empty: the service assigns one."""
+
+    def __init__(
+        self,
+        *,
+        store: Global___Store | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["store", b"store"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["store", b"store"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___CreateStoreRequest: _TypeAlias = CreateStoreRequest  # noqa: Y015
+
+@_typing.final
+class CreateStoreResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    STORE_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def store(self) -> Global___Store: ...
+    def __init__(
+        self,
+        *,
+        store: Global___Store | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["store", b"store"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["store", b"store"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___CreateStoreResponse: _TypeAlias = CreateStoreResponse  # noqa: Y015
+
+@_typing.final
+class UpdateStoreRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    STORE_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def store(self) -> Global___Store: ...
+    def __init__(
+        self,
+        *,
+        store: Global___Store | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["store", b"store"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["store", b"store"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___UpdateStoreRequest: _TypeAlias = UpdateStoreRequest  # noqa: Y015
+
+@_typing.final
+class UpdateStoreResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    STORE_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def store(self) -> Global___Store: ...
+    def __init__(
+        self,
+        *,
+        store: Global___Store | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["store", b"store"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["store", b"store"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___UpdateStoreResponse: _TypeAlias = UpdateStoreResponse  # noqa: Y015
+
+@_typing.final
+class CreateAssociateRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ASSOCIATE_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def associate(self) -> Global___Associate:
+        """id may be empty: the service assigns one."""
+
+    def __init__(
+        self,
+        *,
+        associate: Global___Associate | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["associate", b"associate"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["associate", b"associate"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___CreateAssociateRequest: _TypeAlias = CreateAssociateRequest  # noqa: Y015
+
+@_typing.final
+class CreateAssociateResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ASSOCIATE_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def associate(self) -> Global___Associate: ...
+    def __init__(
+        self,
+        *,
+        associate: Global___Associate | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["associate", b"associate"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["associate", b"associate"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___CreateAssociateResponse: _TypeAlias = CreateAssociateResponse  # noqa: Y015
+
+@_typing.final
+class RegisterKioskDeviceRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    DEVICE_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def device(self) -> Global___KioskDevice:
+        """id may be empty: the service assigns one."""
+
+    def __init__(
+        self,
+        *,
+        device: Global___KioskDevice | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["device", b"device"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["device", b"device"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___RegisterKioskDeviceRequest: _TypeAlias = RegisterKioskDeviceRequest  # noqa: Y015
+
+@_typing.final
+class RegisterKioskDeviceResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    DEVICE_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def device(self) -> Global___KioskDevice: ...
+    def __init__(
+        self,
+        *,
+        device: Global___KioskDevice | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["device", b"device"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["device", b"device"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___RegisterKioskDeviceResponse: _TypeAlias = RegisterKioskDeviceResponse  # noqa: Y015

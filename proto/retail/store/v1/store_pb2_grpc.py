@@ -95,6 +95,36 @@ class StoreServiceStub:
                 request_serializer=retail_dot_store_dot_v1_dot_store__pb2.BatchGetKioskDevicesRequest.SerializeToString,
                 response_deserializer=retail_dot_store_dot_v1_dot_store__pb2.BatchGetKioskDevicesResponse.FromString,
                 _registered_method=True)
+        self.CreateStore = channel.unary_unary(
+                '/retail.store.v1.StoreService/CreateStore',
+                request_serializer=retail_dot_store_dot_v1_dot_store__pb2.CreateStoreRequest.SerializeToString,
+                response_deserializer=retail_dot_store_dot_v1_dot_store__pb2.CreateStoreResponse.FromString,
+                _registered_method=True)
+        self.UpdateStore = channel.unary_unary(
+                '/retail.store.v1.StoreService/UpdateStore',
+                request_serializer=retail_dot_store_dot_v1_dot_store__pb2.UpdateStoreRequest.SerializeToString,
+                response_deserializer=retail_dot_store_dot_v1_dot_store__pb2.UpdateStoreResponse.FromString,
+                _registered_method=True)
+        self.SetSafetyStock = channel.unary_unary(
+                '/retail.store.v1.StoreService/SetSafetyStock',
+                request_serializer=retail_dot_store_dot_v1_dot_store__pb2.SetSafetyStockRequest.SerializeToString,
+                response_deserializer=retail_dot_store_dot_v1_dot_store__pb2.SetSafetyStockResponse.FromString,
+                _registered_method=True)
+        self.ListInventoryAdjustments = channel.unary_unary(
+                '/retail.store.v1.StoreService/ListInventoryAdjustments',
+                request_serializer=retail_dot_store_dot_v1_dot_store__pb2.ListInventoryAdjustmentsRequest.SerializeToString,
+                response_deserializer=retail_dot_store_dot_v1_dot_store__pb2.ListInventoryAdjustmentsResponse.FromString,
+                _registered_method=True)
+        self.CreateAssociate = channel.unary_unary(
+                '/retail.store.v1.StoreService/CreateAssociate',
+                request_serializer=retail_dot_store_dot_v1_dot_store__pb2.CreateAssociateRequest.SerializeToString,
+                response_deserializer=retail_dot_store_dot_v1_dot_store__pb2.CreateAssociateResponse.FromString,
+                _registered_method=True)
+        self.RegisterKioskDevice = channel.unary_unary(
+                '/retail.store.v1.StoreService/RegisterKioskDevice',
+                request_serializer=retail_dot_store_dot_v1_dot_store__pb2.RegisterKioskDeviceRequest.SerializeToString,
+                response_deserializer=retail_dot_store_dot_v1_dot_store__pb2.RegisterKioskDeviceResponse.FromString,
+                _registered_method=True)
 
 
 class StoreServiceServicer:
@@ -185,6 +215,48 @@ class StoreServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def CreateStore(self, request, context):
+        """Admin: creates a store (code unique, hours validated) and indexes it for the locator.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def UpdateStore(self, request, context):
+        """Admin: replaces every field of a store but its id; the locator follows a move.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def SetSafetyStock(self, request, context):
+        """Sets the safety stock kept back from sale for one SKU in one store.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListInventoryAdjustments(self, request, context):
+        """The audit trail of one SKU in one store, newest first.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def CreateAssociate(self, request, context):
+        """Adds a member of staff to a store.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def RegisterKioskDevice(self, request, context):
+        """Registers a kiosk device to a store.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_StoreServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -247,6 +319,36 @@ def add_StoreServiceServicer_to_server(servicer, server):
                     servicer.BatchGetKioskDevices,
                     request_deserializer=retail_dot_store_dot_v1_dot_store__pb2.BatchGetKioskDevicesRequest.FromString,
                     response_serializer=retail_dot_store_dot_v1_dot_store__pb2.BatchGetKioskDevicesResponse.SerializeToString,
+            ),
+            'CreateStore': grpc.unary_unary_rpc_method_handler(
+                    servicer.CreateStore,
+                    request_deserializer=retail_dot_store_dot_v1_dot_store__pb2.CreateStoreRequest.FromString,
+                    response_serializer=retail_dot_store_dot_v1_dot_store__pb2.CreateStoreResponse.SerializeToString,
+            ),
+            'UpdateStore': grpc.unary_unary_rpc_method_handler(
+                    servicer.UpdateStore,
+                    request_deserializer=retail_dot_store_dot_v1_dot_store__pb2.UpdateStoreRequest.FromString,
+                    response_serializer=retail_dot_store_dot_v1_dot_store__pb2.UpdateStoreResponse.SerializeToString,
+            ),
+            'SetSafetyStock': grpc.unary_unary_rpc_method_handler(
+                    servicer.SetSafetyStock,
+                    request_deserializer=retail_dot_store_dot_v1_dot_store__pb2.SetSafetyStockRequest.FromString,
+                    response_serializer=retail_dot_store_dot_v1_dot_store__pb2.SetSafetyStockResponse.SerializeToString,
+            ),
+            'ListInventoryAdjustments': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListInventoryAdjustments,
+                    request_deserializer=retail_dot_store_dot_v1_dot_store__pb2.ListInventoryAdjustmentsRequest.FromString,
+                    response_serializer=retail_dot_store_dot_v1_dot_store__pb2.ListInventoryAdjustmentsResponse.SerializeToString,
+            ),
+            'CreateAssociate': grpc.unary_unary_rpc_method_handler(
+                    servicer.CreateAssociate,
+                    request_deserializer=retail_dot_store_dot_v1_dot_store__pb2.CreateAssociateRequest.FromString,
+                    response_serializer=retail_dot_store_dot_v1_dot_store__pb2.CreateAssociateResponse.SerializeToString,
+            ),
+            'RegisterKioskDevice': grpc.unary_unary_rpc_method_handler(
+                    servicer.RegisterKioskDevice,
+                    request_deserializer=retail_dot_store_dot_v1_dot_store__pb2.RegisterKioskDeviceRequest.FromString,
+                    response_serializer=retail_dot_store_dot_v1_dot_store__pb2.RegisterKioskDeviceResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -574,6 +676,168 @@ class StoreService:
             '/retail.store.v1.StoreService/BatchGetKioskDevices',
             retail_dot_store_dot_v1_dot_store__pb2.BatchGetKioskDevicesRequest.SerializeToString,
             retail_dot_store_dot_v1_dot_store__pb2.BatchGetKioskDevicesResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CreateStore(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/retail.store.v1.StoreService/CreateStore',
+            retail_dot_store_dot_v1_dot_store__pb2.CreateStoreRequest.SerializeToString,
+            retail_dot_store_dot_v1_dot_store__pb2.CreateStoreResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def UpdateStore(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/retail.store.v1.StoreService/UpdateStore',
+            retail_dot_store_dot_v1_dot_store__pb2.UpdateStoreRequest.SerializeToString,
+            retail_dot_store_dot_v1_dot_store__pb2.UpdateStoreResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def SetSafetyStock(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/retail.store.v1.StoreService/SetSafetyStock',
+            retail_dot_store_dot_v1_dot_store__pb2.SetSafetyStockRequest.SerializeToString,
+            retail_dot_store_dot_v1_dot_store__pb2.SetSafetyStockResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListInventoryAdjustments(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/retail.store.v1.StoreService/ListInventoryAdjustments',
+            retail_dot_store_dot_v1_dot_store__pb2.ListInventoryAdjustmentsRequest.SerializeToString,
+            retail_dot_store_dot_v1_dot_store__pb2.ListInventoryAdjustmentsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CreateAssociate(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/retail.store.v1.StoreService/CreateAssociate',
+            retail_dot_store_dot_v1_dot_store__pb2.CreateAssociateRequest.SerializeToString,
+            retail_dot_store_dot_v1_dot_store__pb2.CreateAssociateResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RegisterKioskDevice(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/retail.store.v1.StoreService/RegisterKioskDevice',
+            retail_dot_store_dot_v1_dot_store__pb2.RegisterKioskDeviceRequest.SerializeToString,
+            retail_dot_store_dot_v1_dot_store__pb2.RegisterKioskDeviceResponse.FromString,
             options,
             channel_credentials,
             insecure,

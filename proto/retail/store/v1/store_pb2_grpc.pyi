@@ -57,6 +57,18 @@ class StoreServiceStub:
     """Returns associates by id."""
     BatchGetKioskDevices: _grpc.UnaryUnaryMultiCallable[_store_pb2.BatchGetKioskDevicesRequest, _store_pb2.BatchGetKioskDevicesResponse]
     """Returns kiosk devices by id."""
+    CreateStore: _grpc.UnaryUnaryMultiCallable[_store_pb2.CreateStoreRequest, _store_pb2.CreateStoreResponse]
+    """Admin: creates a store (code unique, hours validated) and indexes it for the locator."""
+    UpdateStore: _grpc.UnaryUnaryMultiCallable[_store_pb2.UpdateStoreRequest, _store_pb2.UpdateStoreResponse]
+    """Admin: replaces every field of a store but its id; the locator follows a move."""
+    SetSafetyStock: _grpc.UnaryUnaryMultiCallable[_store_pb2.SetSafetyStockRequest, _store_pb2.SetSafetyStockResponse]
+    """Sets the safety stock kept back from sale for one SKU in one store."""
+    ListInventoryAdjustments: _grpc.UnaryUnaryMultiCallable[_store_pb2.ListInventoryAdjustmentsRequest, _store_pb2.ListInventoryAdjustmentsResponse]
+    """The audit trail of one SKU in one store, newest first."""
+    CreateAssociate: _grpc.UnaryUnaryMultiCallable[_store_pb2.CreateAssociateRequest, _store_pb2.CreateAssociateResponse]
+    """Adds a member of staff to a store."""
+    RegisterKioskDevice: _grpc.UnaryUnaryMultiCallable[_store_pb2.RegisterKioskDeviceRequest, _store_pb2.RegisterKioskDeviceResponse]
+    """Registers a kiosk device to a store."""
 
 @_typing.type_check_only
 class StoreServiceAsyncStub(StoreServiceStub):
@@ -87,6 +99,18 @@ class StoreServiceAsyncStub(StoreServiceStub):
     """Returns associates by id."""
     BatchGetKioskDevices: _aio.UnaryUnaryMultiCallable[_store_pb2.BatchGetKioskDevicesRequest, _store_pb2.BatchGetKioskDevicesResponse]  # type: ignore[assignment]
     """Returns kiosk devices by id."""
+    CreateStore: _aio.UnaryUnaryMultiCallable[_store_pb2.CreateStoreRequest, _store_pb2.CreateStoreResponse]  # type: ignore[assignment]
+    """Admin: creates a store (code unique, hours validated) and indexes it for the locator."""
+    UpdateStore: _aio.UnaryUnaryMultiCallable[_store_pb2.UpdateStoreRequest, _store_pb2.UpdateStoreResponse]  # type: ignore[assignment]
+    """Admin: replaces every field of a store but its id; the locator follows a move."""
+    SetSafetyStock: _aio.UnaryUnaryMultiCallable[_store_pb2.SetSafetyStockRequest, _store_pb2.SetSafetyStockResponse]  # type: ignore[assignment]
+    """Sets the safety stock kept back from sale for one SKU in one store."""
+    ListInventoryAdjustments: _aio.UnaryUnaryMultiCallable[_store_pb2.ListInventoryAdjustmentsRequest, _store_pb2.ListInventoryAdjustmentsResponse]  # type: ignore[assignment]
+    """The audit trail of one SKU in one store, newest first."""
+    CreateAssociate: _aio.UnaryUnaryMultiCallable[_store_pb2.CreateAssociateRequest, _store_pb2.CreateAssociateResponse]  # type: ignore[assignment]
+    """Adds a member of staff to a store."""
+    RegisterKioskDevice: _aio.UnaryUnaryMultiCallable[_store_pb2.RegisterKioskDeviceRequest, _store_pb2.RegisterKioskDeviceResponse]  # type: ignore[assignment]
+    """Registers a kiosk device to a store."""
 
 class StoreServiceServicer(metaclass=_abc_1.ABCMeta):
     """Stores, per-store inventory, reservations keyed by order id, associates and kiosks."""
@@ -186,5 +210,53 @@ class StoreServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_store_pb2.BatchGetKioskDevicesResponse, _abc.Awaitable[_store_pb2.BatchGetKioskDevicesResponse]]:
         """Returns kiosk devices by id."""
+
+    @_abc_1.abstractmethod
+    def CreateStore(
+        self,
+        request: _store_pb2.CreateStoreRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_store_pb2.CreateStoreResponse, _abc.Awaitable[_store_pb2.CreateStoreResponse]]:
+        """Admin: creates a store (code unique, hours validated) and indexes it for the locator."""
+
+    @_abc_1.abstractmethod
+    def UpdateStore(
+        self,
+        request: _store_pb2.UpdateStoreRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_store_pb2.UpdateStoreResponse, _abc.Awaitable[_store_pb2.UpdateStoreResponse]]:
+        """Admin: replaces every field of a store but its id; the locator follows a move."""
+
+    @_abc_1.abstractmethod
+    def SetSafetyStock(
+        self,
+        request: _store_pb2.SetSafetyStockRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_store_pb2.SetSafetyStockResponse, _abc.Awaitable[_store_pb2.SetSafetyStockResponse]]:
+        """Sets the safety stock kept back from sale for one SKU in one store."""
+
+    @_abc_1.abstractmethod
+    def ListInventoryAdjustments(
+        self,
+        request: _store_pb2.ListInventoryAdjustmentsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_store_pb2.ListInventoryAdjustmentsResponse, _abc.Awaitable[_store_pb2.ListInventoryAdjustmentsResponse]]:
+        """The audit trail of one SKU in one store, newest first."""
+
+    @_abc_1.abstractmethod
+    def CreateAssociate(
+        self,
+        request: _store_pb2.CreateAssociateRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_store_pb2.CreateAssociateResponse, _abc.Awaitable[_store_pb2.CreateAssociateResponse]]:
+        """Adds a member of staff to a store."""
+
+    @_abc_1.abstractmethod
+    def RegisterKioskDevice(
+        self,
+        request: _store_pb2.RegisterKioskDeviceRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_store_pb2.RegisterKioskDeviceResponse, _abc.Awaitable[_store_pb2.RegisterKioskDeviceResponse]]:
+        """Registers a kiosk device to a store."""
 
 def add_StoreServiceServicer_to_server(servicer: StoreServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

@@ -1,0 +1,210 @@
+"""Search without a text index: tokens, postings and the ranking over them. Pure functions.
+
+FerretDB v1 pushes down only `_id` equality, so the catalog keeps its own inverted index:
+one posting document per key, `_id` = the key, `e` = {product id: [category id, brand id,
+cheapest base price]} for every *active* product under that key. Keys:
+
+- ``t:<token>``  a title token (see `index_tokens`),
+- ``all``        every active product (listing and empty-query search),
+- ``cat:<id>``   active products whose own category is <id> (a subtree is a union),
+- ``brand:<id>`` active products of a brand.
+
+A query reads only the postings of its tokens (or of its category/brand filters), never the
+products collection, so its cost follows the size of those postings, not of the catalog.
+"""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+from collections import Counter
+from collections.abc import Collection, Iterable, Mapping, Sequence
+from dataclasses import dataclass
+
+from catalog_svc.domain import Product, ProductStatus
+
+ALL_KEY = "all"
+MAX_TOKEN_LENGTH = 48
+MAX_QUERY_LENGTH = 100
+
+# CJK Unified Ideographs (+ extension A and compatibility ideographs), or a run of letters/digits.
+_CJK = "\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff"
+_RUNS = re.compile(f"[{_CJK}]+|[0-9a-z]+")
+_CJK_RUN = re.compile(f"^[{_CJK}]+$")
+
+Entry = list[str | int]
+"""A posting entry: [category id, brand id, cheapest base price in minor units]."""
+Postings = Mapping[str, Mapping[str, Sequence[str | int]]]
+"""Posting key -> {product id -> entry}."""
+
+
+def _runs(text: str) -> list[str]:
+    return _RUNS.findall(unicodedata.normalize("NFKC", text).lower())
+
+
+def index_tokens(texts: Iterable[str]) -> set[str]:
+    """Every single CJK character and CJK bigram of each run, and every lowercased word."""
+    tokens: set[str] = set()
+    for text in texts:
+        for run in _runs(text):
+            if _CJK_RUN.match(run):
+                tokens.update(run)
+                tokens.update(run[i : i + 2] for i in range(len(run) - 1))
+            else:
+                tokens.add(run[:MAX_TOKEN_LENGTH])
+    return tokens
+
+
+def query_tokens(query: str) -> list[str]:
+    """A query's tokens, distinct, in order: bigrams of CJK runs (the character itself for a
+    one-character run) and lowercased words. "生椰拿铁" -> 生椰, 椰拿, 拿铁."""
+    tokens: list[str] = []
+    for run in _runs(query):
+        if _CJK_RUN.match(run):
+            tokens.extend([run] if len(run) == 1 else [run[i : i + 2] for i in range(len(run) - 1)])
+        else:
+            tokens.append(run[:MAX_TOKEN_LENGTH])
+    return list(dict.fromkeys(tokens))
+
+
+def minimum_match(token_count: int) -> int:
+    """How many query tokens a hit must contain: all of up to two, else all but a quarter
+    (so "云南咖啡豆" still finds "云南小粒咖啡豆" although the bigram 南咖 is absent)."""
+    return token_count if token_count <= 2 else token_count - token_count // 4
+
+
+def token_key(token: str) -> str:
+    return f"t:{token}"
+
+
+def category_key(category_id: str) -> str:
+    return f"cat:{category_id}"
+
+
+def brand_key(brand_id: str) -> str:
+    return f"brand:{brand_id}"
+
+
+def posting_entry(product: Product) -> Entry:
+    return [product.category_id, product.brand_id, product.min_price]
+
+
+def posting_keys(product: Product) -> list[str]:
+    """The postings a product belongs to; none unless it is active."""
+    if product.status is not ProductStatus.ACTIVE:
+        return []
+    titles = product.title.values.values()
+    return [
+        ALL_KEY,
+        category_key(product.category_id),
+        brand_key(product.brand_id),
+        *sorted(token_key(t) for t in index_tokens(titles)),
+    ]
+
+
+def build_postings(products: Iterable[Product]) -> dict[str, dict[str, Entry]]:
+    """The whole index at once (seed, large data sets): equal to writing product by product."""
+    postings: dict[str, dict[str, Entry]] = {}
+    for product in products:
+        entry = posting_entry(product)
+        for key in posting_keys(product):
+            postings.setdefault(key, {})[product.id] = entry
+    return postings
+
+
+@dataclass(frozen=True, slots=True)
+class SearchFilter:
+    category_ids: frozenset[str] | None = None  # already expanded to the subtrees
+    brand_ids: frozenset[str] | None = None
+    min_price: int | None = None
+    max_price: int | None = None
+
+    def accepts(self, entry: Sequence[str | int]) -> bool:
+        category_id, brand_id, price = entry[0], entry[1], int(entry[2])
+        if self.category_ids is not None and category_id not in self.category_ids:
+            return False
+        if self.brand_ids is not None and brand_id not in self.brand_ids:
+            return False
+        if self.min_price is not None and price < self.min_price:
+            return False
+        return self.max_price is None or price <= self.max_price
+
+
+@dataclass(frozen=True, slots=True)
+class Hit:
+    product_id: str
+    score: int  # matched query tokens
+    category_id: str
+    brand_id: str
+
+    @property
+    def sort_key(self) -> tuple[int, str]:
+        return (-self.score, self.product_id)
+
+
+@dataclass(frozen=True, slots=True)
+class SearchResult:
+    hits: list[Hit]  # every filtered hit, best first
+    category_facets: list[tuple[str, int]]
+    brand_facets: list[tuple[str, int]]
+
+
+def _facets(values: Iterable[str]) -> list[tuple[str, int]]:
+    return sorted(Counter(values).items(), key=lambda item: (-item[1], item[0]))
+
+
+def rank(
+    tokens: Sequence[str],
+    postings: Postings,
+    candidate_keys: Collection[str],
+    search_filter: SearchFilter,
+) -> SearchResult:
+    """Hits ordered by matched tokens (desc) then product id, with facet counts over them.
+
+    With tokens, `postings` holds their ``t:`` postings; without, the union of the postings
+    named by `candidate_keys` is the candidate set (``all``, ``cat:`` or ``brand:``).
+    """
+    scores: Counter[str] = Counter()
+    entries: dict[str, Sequence[str | int]] = {}
+    keys = [token_key(t) for t in tokens] if tokens else list(candidate_keys)
+    for key in keys:
+        for product_id, entry in postings.get(key, {}).items():
+            scores[product_id] += 1
+            entries[product_id] = entry
+    needed = minimum_match(len(tokens)) if tokens else 1
+    hits = sorted(
+        (
+            Hit(pid, score if tokens else 0, str(entries[pid][0]), str(entries[pid][1]))
+            for pid, score in scores.items()
+            if score >= needed and search_filter.accepts(entries[pid])
+        ),
+        key=lambda hit: hit.sort_key,
+    )
+    return SearchResult(
+        hits,
+        _facets(hit.category_id for hit in hits),
+        _facets(hit.brand_id for hit in hits),
+    )
+
+
+def page_after(hits: Sequence[Hit], after: tuple[int, str] | None, size: int) -> list[Hit]:
+    """`size` hits after the sort key `after` (exclusive); hits are sorted by sort_key."""
+    if after is not None:
+        hits = [h for h in hits if h.sort_key > after]
+    return list(hits[:size])
+
+
+def subtree(category_ids: Iterable[str], parents: Mapping[str, str | None]) -> frozenset[str]:
+    """The categories and all their descendants (parents: category id -> parent id)."""
+    children: dict[str, list[str]] = {}
+    for child, parent in parents.items():
+        if parent is not None:
+            children.setdefault(parent, []).append(child)
+    found: set[str] = set()
+    stack = list(category_ids)
+    while stack:
+        current = stack.pop()
+        if current not in found:
+            found.add(current)
+            stack.extend(children.get(current, ()))
+    return frozenset(found)

@@ -1,0 +1,346 @@
+"""Inventory per (store, SKU): levels, adjustments with an audit trail, safety stock.
+
+One document per (store, SKU), `_id` "<store_id>:<sku_id>", holds on_hand, reserved,
+safety_stock and the derived `available` (= max(0, on_hand - reserved - safety_stock)),
+rewritten together by every change so a reader or a conditional filter never sees them
+disagree. Every change is a read-compute-write of that one document under the kit's write
+guard (the document's lock on FerretDB) with a `version` compare-and-set, which is what
+makes it atomic on MongoDB as well (a lost race there re-reads and retries).
+
+Invariants kept by every change: 0 <= reserved <= on_hand (an adjustment may not take on
+hand below what is reserved; a commit takes both down together), safety_stock >= 0.
+
+Each change carries an operation id (the adjustment's idempotency key, or
+"r|c|u:<order>:<line>" for reservations); the last OPS_KEPT ids applied are kept in the
+document, so a step retried after a crash is not applied twice.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from pymongo.asynchronous.database import AsyncDatabase
+from pymongo.errors import DuplicateKeyError
+
+from retail_kit.atomic import DocumentWriteGuard
+from retail_kit.mongo import Document, find_by_ids
+from store_svc.domain import Adjustment, AdjustmentReason, InventoryLevel
+from store_svc.errors import invalid_state, key_reused
+
+INVENTORY = "inventory"
+ADJUSTMENTS = "adjustments"
+TRAIL = "inventory_trail"
+OPS_KEPT = 100
+MAX_CAS_ATTEMPTS = 50
+
+
+def inventory_id(store_id: str, sku_id: str) -> str:
+    return f"{store_id}:{sku_id}"
+
+
+def level_from_document(doc: Document) -> InventoryLevel:
+    return InventoryLevel(
+        store_id=doc["store_id"],
+        sku_id=doc["sku_id"],
+        on_hand=int(doc.get("on_hand", 0)),
+        reserved=int(doc.get("reserved", 0)),
+        safety_stock=int(doc.get("safety_stock", 0)),
+    )
+
+
+def level_fields(level: InventoryLevel) -> Document:
+    return {
+        "store_id": level.store_id,
+        "sku_id": level.sku_id,
+        "on_hand": level.on_hand,
+        "reserved": level.reserved,
+        "safety_stock": level.safety_stock,
+        "available": level.available,
+    }
+
+
+def adjustment_from_document(doc: Document) -> Adjustment:
+    return Adjustment(
+        key=doc["key"],
+        store_id=doc["store_id"],
+        sku_id=doc["sku_id"],
+        delta=int(doc["delta"]),
+        reason=AdjustmentReason(doc["reason"]),
+        actor_id=doc["actor_id"],
+        note=doc.get("note", ""),
+        on_hand_after=int(doc["on_hand_after"]),
+        sequence=int(doc["sequence"]),
+        create_time=doc["create_time"],
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class Change:
+    """What a mutation computed: the new level and extra fields to set with it."""
+
+    level: InventoryLevel
+    extra: Document
+
+
+Mutation = Callable[[InventoryLevel, Document], Change | None]
+"""Given the current level and document, the change to write (None: nothing to do)."""
+
+
+class MissingInventory(Exception):
+    pass
+
+
+class OnHandBelowReserved(Exception):
+    def __init__(self, level: InventoryLevel) -> None:
+        super().__init__(level)
+        self.level = level
+
+
+@dataclass(frozen=True, slots=True)
+class AdjustmentResult:
+    level: InventoryLevel
+    adjustment: Adjustment
+
+
+class InventoryBook:
+    def __init__(self, database: AsyncDatabase[Document], guard: DocumentWriteGuard) -> None:
+        self._db = database
+        self._guard = guard
+
+    async def levels(self, store_id: str, sku_ids: Sequence[str]) -> dict[str, InventoryLevel]:
+        ids = [inventory_id(store_id, sku) for sku in sku_ids]
+        found = await find_by_ids(self._db[INVENTORY], ids)
+        return {doc["sku_id"]: level_from_document(doc) for doc in found.values()}
+
+    async def levels_by_id(self, ids: Sequence[str]) -> dict[str, InventoryLevel]:
+        found = await find_by_ids(self._db[INVENTORY], ids)
+        return {key: level_from_document(doc) for key, doc in found.items()}
+
+    async def mutate(
+        self,
+        store_id: str,
+        sku_id: str,
+        op_id: str | None,
+        mutation: Mutation,
+        *,
+        create: bool = False,
+    ) -> tuple[InventoryLevel, Document, bool]:
+        """Applies `mutation` once: returns (level after, document after, applied now).
+
+        An `op_id` already recorded in the document is not applied again (the current state
+        is returned with applied=False). Without `create`, a missing document raises
+        MissingInventory.
+        """
+        key = inventory_id(store_id, sku_id)
+        collection = self._db[INVENTORY]
+        async with self._guard.hold(INVENTORY, key):
+            for _ in range(MAX_CAS_ATTEMPTS):
+                doc = await collection.find_one({"_id": key})
+                if doc is None:
+                    if not create:
+                        raise MissingInventory(key)
+                    doc = {
+                        "_id": key,
+                        **level_fields(InventoryLevel(store_id, sku_id)),
+                        "version": 0,
+                        "trail_seq": 0,
+                        "ops": [],
+                    }
+                    exists = False
+                else:
+                    exists = True
+                current = level_from_document(doc)
+                if op_id is not None and op_id in doc.get("ops", ()):
+                    return current, doc, False
+                change = mutation(current, doc)
+                if change is None:
+                    return current, doc, False
+                ops = list(doc.get("ops", ()))
+                if op_id is not None:
+                    ops = [*ops, op_id][-OPS_KEPT:]
+                fields = {
+                    **level_fields(change.level),
+                    **change.extra,
+                    "ops": ops,
+                    "version": int(doc.get("version", 0)) + 1,
+                    "update_time": datetime.now(UTC),
+                }
+                if exists:
+                    # Under the guard's lock (FerretDB) nobody else writes this document;
+                    # elsewhere (MongoDB) the version makes the write a compare-and-set.
+                    query: Document = {"_id": key}
+                    if not self._guard.serializes:
+                        query["version"] = doc.get("version", 0)
+                    result = await collection.update_one(query, {"$set": fields})
+                    if result.matched_count == 1:
+                        return change.level, {**doc, **fields}, True
+                else:
+                    try:
+                        await collection.insert_one({"_id": key, **fields})
+                        return change.level, {"_id": key, **fields}, True
+                    except DuplicateKeyError:
+                        pass
+        raise RuntimeError(f"inventory {key}: too much contention")  # pragma: no cover
+
+    async def set_safety_stock(self, store_id: str, sku_id: str, safety: int) -> InventoryLevel:
+        def apply(level: InventoryLevel, doc: Document) -> Change | None:
+            if level.safety_stock == safety and "version" in doc and doc.get("version"):
+                return None
+            return Change(
+                InventoryLevel(store_id, sku_id, level.on_hand, level.reserved, safety), {}
+            )
+
+        level, _, _ = await self.mutate(store_id, sku_id, None, apply, create=True)
+        return level
+
+    async def adjust(
+        self,
+        *,
+        key: str,
+        store_id: str,
+        sku_id: str,
+        delta: int,
+        reason: AdjustmentReason,
+        actor_id: str,
+        note: str,
+        now: datetime,
+    ) -> AdjustmentResult:
+        """Applies an adjustment once per idempotency key; a replay answers the same.
+
+        The request is recorded under its key first ("pending"), then applied to the
+        inventory document (the key is the operation id, so a resumed step is not applied
+        twice), then written to the trail, then the record is marked "applied" with the
+        level it produced. A refused adjustment (on hand would fall below what is reserved)
+        removes its record: nothing changed, and a retry is judged afresh.
+        """
+        fingerprint = _fingerprint(store_id, sku_id, delta, reason.value, actor_id, note)
+        records = self._db[ADJUSTMENTS]
+        async with self._guard.hold(ADJUSTMENTS, key):
+            record = await records.find_one({"_id": key})
+            if record is not None:
+                if record["fingerprint"] != fingerprint:
+                    raise key_reused("idempotency_key", key)
+                if record["state"] == "applied":
+                    return AdjustmentResult(
+                        level_from_document(record["level"]),
+                        adjustment_from_document(record["adjustment"]),
+                    )
+            else:
+                record = {
+                    "_id": key,
+                    "fingerprint": fingerprint,
+                    "state": "pending",
+                    "create_time": now,
+                }
+                await records.insert_one(record)
+            op_id = f"a:{key}"
+
+            def apply(level: InventoryLevel, doc: Document) -> Change:
+                on_hand = level.on_hand + delta
+                if on_hand < level.reserved:
+                    raise OnHandBelowReserved(level)
+                sequence = int(doc.get("trail_seq", 0)) + 1
+                return Change(
+                    InventoryLevel(store_id, sku_id, on_hand, level.reserved, level.safety_stock),
+                    {"trail_seq": sequence, "last_adjustment": [key, sequence]},
+                )
+
+            try:
+                level, doc, applied = await self.mutate(
+                    store_id, sku_id, op_id, apply, create=delta > 0
+                )
+            except (OnHandBelowReserved, MissingInventory) as error:
+                await records.delete_one({"_id": key})
+                current = error.level if isinstance(error, OnHandBelowReserved) else None
+                on_hand = current.on_hand if current else 0
+                reserved = current.reserved if current else 0
+                raise invalid_state(
+                    f"on hand {on_hand} {delta:+d} would fall below the {reserved} reserved "
+                    f"(or below zero)",
+                    store_id=store_id,
+                    sku_id=sku_id,
+                    on_hand=str(on_hand),
+                    reserved=str(reserved),
+                    delta=str(delta),
+                ) from None
+            if not applied:
+                # Resumed after a crash: the document already carries this key's change.
+                last = doc.get("last_adjustment") or [None, 0]
+                sequence = int(last[1]) if last[0] == key else int(doc.get("trail_seq", 0))
+            else:
+                sequence = int(doc["trail_seq"])
+            adjustment = Adjustment(
+                key=key,
+                store_id=store_id,
+                sku_id=sku_id,
+                delta=delta,
+                reason=reason,
+                actor_id=actor_id,
+                note=note,
+                on_hand_after=level.on_hand,
+                sequence=sequence,
+                create_time=now,
+            )
+            adjustment_doc = _adjustment_document(adjustment)
+            await self._db[TRAIL].replace_one(
+                {"_id": _trail_id(store_id, sku_id, sequence)}, adjustment_doc, upsert=True
+            )
+            await records.update_one(
+                {"_id": key},
+                {
+                    "$set": {
+                        "state": "applied",
+                        "level": level_fields(level),
+                        "adjustment": adjustment_doc,
+                    }
+                },
+            )
+            return AdjustmentResult(level, adjustment)
+
+    async def trail(
+        self, store_id: str, sku_id: str, *, limit: int, before: int | None
+    ) -> tuple[list[Adjustment], int | None]:
+        """Adjustments newest first, `limit` of them with sequence < `before`; and the
+        sequence to continue before (None when the trail is exhausted)."""
+        doc = await self._db[INVENTORY].find_one({"_id": inventory_id(store_id, sku_id)})
+        top = int(doc.get("trail_seq", 0)) if doc else 0
+        start = top if before is None else min(top, before - 1)
+        sequences = list(range(start, max(0, start - limit), -1))
+        found = await find_by_ids(
+            self._db[TRAIL], [_trail_id(store_id, sku_id, seq) for seq in sequences]
+        )
+        adjustments = [
+            adjustment_from_document(found[_trail_id(store_id, sku_id, seq)])
+            for seq in sequences
+            if _trail_id(store_id, sku_id, seq) in found
+        ]
+        last = sequences[-1] if sequences else 0
+        return adjustments, (last if last > 1 else None)
+
+
+def _trail_id(store_id: str, sku_id: str, sequence: int) -> str:
+    return f"{store_id}:{sku_id}:{sequence:010d}"
+
+
+def _adjustment_document(adjustment: Adjustment) -> Document:
+    return {
+        "key": adjustment.key,
+        "store_id": adjustment.store_id,
+        "sku_id": adjustment.sku_id,
+        "delta": adjustment.delta,
+        "reason": adjustment.reason.value,
+        "actor_id": adjustment.actor_id,
+        "note": adjustment.note,
+        "on_hand_after": adjustment.on_hand_after,
+        "sequence": adjustment.sequence,
+        "create_time": adjustment.create_time,
+    }
+
+
+def _fingerprint(*parts: Any) -> str:
+    return hashlib.sha256(json.dumps(parts).encode()).hexdigest()[:24]
