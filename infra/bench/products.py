@@ -187,10 +187,7 @@ def report(scenario: str, samples: dict[str, list[Sample]], args: argparse.Names
         platform.processor(),
     )
     print()
-    print(
-        f"{scenario} — {datetime.now(UTC):%Y-%m-%d %H:%M} UTC, "
-        f"{os.cpu_count()} cores, {cpu}"
-    )
+    print(f"{scenario} — {datetime.now(UTC):%Y-%m-%d %H:%M} UTC, {os.cpu_count()} cores, {cpu}")
     print(f"wrk -t1 -c{args.connections}, {args.rounds} rounds of {args.seconds}s, medians")
     print(f"{'target':32} {'req/s':>8} {'p50 ms':>8} {'p99 ms':>8} {'errors':>7}")
     for name, (rps, p50, p99, errors) in medians.items():  # floor first, then gateway
