@@ -13,11 +13,15 @@ if getattr(sys.modules.get("gateway"), "__file__", None) is None:
     sys.modules.pop("gateway", None)
 
 from collections.abc import AsyncIterator
+from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import TYPE_CHECKING
 
+import grpc
 import pytest
 
 from catalog_svc import app as catalog_app
+from catalog_svc import seed as catalog_seed
 from catalog_svc.domain import (
     LocalizedText,
     Money,
@@ -25,12 +29,27 @@ from catalog_svc.domain import (
     ProductStatus,
     Sku,
     SkuOption,
+    gtin_check_digit,
 )
 from catalog_svc.repository import PRODUCTS, product_to_document
 from catalog_svc.settings import CatalogSettings
+from gateway.auth import Role, issue_token
 from gateway.settings import GatewaySettings
 from gateway.testing import GatewayClient, running_gateway
+from member_svc import app as member_app
+from member_svc import seed as member_seed
+from member_svc.settings import MemberSettings
+from retail.catalog.v1 import catalog_pb2, catalog_pb2_grpc
+from retail.common.v1 import common_pb2
+from retail.store.v1 import store_pb2_grpc
 from retail_kit.testing import running_service, unique_name
+from store_svc import app as store_app
+from store_svc import seed as store_seed
+from store_svc.settings import StoreSettings
+
+if TYPE_CHECKING:
+    from retail.catalog.v1.catalog_pb2_grpc import CatalogServiceAsyncStub
+    from retail.store.v1.store_pb2_grpc import StoreServiceAsyncStub
 
 SECRET = "test-only-secret-not-the-dev-default"
 ISSUER = "retail-test"
@@ -119,3 +138,129 @@ def gateway(shared_gateway: GatewayClient) -> GatewayClient:
     """The session's gateway with an empty call log, so a test counts only its own calls."""
     shared_gateway.calls.clear()
     return shared_gateway
+
+
+# --- the whole retail slice: catalog-svc, store-svc and member-svc with their demo data ---
+
+PRICED_PRODUCT_ID = "p_gw_priced"
+PRICED_SKU_ID = f"{PRICED_PRODUCT_ID}_s1"
+PRICED_BARCODE = "690000012345" + str(gtin_check_digit("690000012345"))
+STOCKED_SKU_IDS = tuple(f"p_{n:04d}_s1" for n in range(1, 41))
+"""The demo SKUs store-svc is seeded with (fewer than its default 300, to seed quickly)."""
+
+
+@dataclass
+class RetailStack:
+    """Addresses of the three services and direct stubs for seeding and reading back."""
+
+    catalog_addr: str
+    store_addr: str
+    member_addr: str
+    catalog: CatalogServiceAsyncStub
+    store: StoreServiceAsyncStub
+
+
+def token(role: Role, **ids: str) -> dict[str, str]:
+    """An Authorization header for a gateway started with SECRET and ISSUER."""
+    return {"Authorization": f"Bearer {issue_token(SECRET, ISSUER, role, **ids)}"}
+
+
+def _priced_product() -> catalog_pb2.Product:
+    """A published product whose one SKU has channel, tier and channel+tier prices."""
+
+    def rule(amount: int, channel: int = 0, tier: str = "") -> catalog_pb2.PriceRule:
+        return catalog_pb2.PriceRule(
+            channel=channel,  # type: ignore[arg-type]
+            tier=tier,
+            price=common_pb2.Money(amount=amount, currency="CNY"),
+        )
+
+    return catalog_pb2.Product(
+        id=PRICED_PRODUCT_ID,
+        spu_code="GWPRICED",
+        title=common_pb2.LocalizedText(values={"zh-Hans": "网关测试拿铁", "en": "Gateway Latte"}),
+        category_id="cat_coffee_rtd",
+        brand_id="b_shanye",
+        skus=[
+            catalog_pb2.Sku(
+                id=PRICED_SKU_ID,
+                barcode=PRICED_BARCODE,
+                price=common_pb2.Money(amount=2000, currency="CNY"),
+                price_rules=[
+                    rule(1800, channel=common_pb2.CHANNEL_MINI_PROGRAM),
+                    rule(1900, channel=common_pb2.CHANNEL_APP),
+                    rule(1700, tier="gold"),
+                    rule(1500, channel=common_pb2.CHANNEL_MINI_PROGRAM, tier="gold"),
+                ],
+            )
+        ],
+    )
+
+
+@pytest.fixture(scope="session")
+async def retail_stack(mongo_uri: str) -> AsyncIterator[RetailStack]:
+    catalog_db = unique_name("gateway_retail_catalog")
+    store_db = unique_name("gateway_retail_store")
+    member_db = unique_name("gateway_retail_member")
+    await catalog_seed.seed(mongo_uri, catalog_db)
+    await store_seed.seed(mongo_uri, store_db, STOCKED_SKU_IDS)
+    await member_seed.seed(mongo_uri, member_db)
+    async with (
+        running_service(
+            catalog_app.NAME,
+            CatalogSettings(mongodb_uri=mongo_uri, database=catalog_db),
+            catalog_app.SERVICE_NAMES,
+            catalog_app.register,
+            catalog_app.on_ready,
+        ) as catalog_host,
+        running_service(
+            store_app.NAME,
+            StoreSettings(mongodb_uri=mongo_uri, database=store_db, sweep_interval_seconds=0),
+            store_app.SERVICE_NAMES,
+            store_app.register,
+            store_app.on_ready,
+            store_app.on_stop,
+        ) as store_host,
+        running_service(
+            member_app.NAME,
+            MemberSettings(mongodb_uri=mongo_uri, database=member_db),
+            member_app.SERVICE_NAMES,
+            member_app.register,
+            member_app.on_ready,
+        ) as member_host,
+        grpc.aio.insecure_channel(f"127.0.0.1:{catalog_host.port}") as catalog_channel,
+        grpc.aio.insecure_channel(f"127.0.0.1:{store_host.port}") as store_channel,
+    ):
+        catalog = catalog_pb2_grpc.CatalogServiceStub(catalog_channel)
+        created = await catalog.CreateProduct(
+            catalog_pb2.CreateProductRequest(product=_priced_product(), request_id="gw-priced-1")
+        )
+        await catalog.PublishProduct(catalog_pb2.PublishProductRequest(id=created.product.id))
+        yield RetailStack(
+            catalog_addr=f"127.0.0.1:{catalog_host.port}",
+            store_addr=f"127.0.0.1:{store_host.port}",
+            member_addr=f"127.0.0.1:{member_host.port}",
+            catalog=catalog,
+            store=store_pb2_grpc.StoreServiceStub(store_channel),
+        )
+
+
+@pytest.fixture(scope="session")
+async def shared_retail_gateway(
+    retail_stack: RetailStack, gateway_settings: GatewaySettings
+) -> AsyncIterator[GatewayClient]:
+    settings = dataclasses.replace(
+        gateway_settings,
+        catalog_addr=retail_stack.catalog_addr,
+        store_addr=retail_stack.store_addr,
+        member_addr=retail_stack.member_addr,
+    )
+    async with running_gateway(settings) as client:
+        yield client
+
+
+@pytest.fixture
+def retail(shared_retail_gateway: GatewayClient) -> GatewayClient:
+    """The gateway in front of the seeded catalog, store and member services; empty call log."""
+    shared_retail_gateway.calls.clear()
+    return shared_retail_gateway

@@ -38,6 +38,7 @@ def _plain(code: grpc.StatusCode, details: str) -> grpc.aio.AioRpcError:
         (grpc.StatusCode.UNAUTHENTICATED, "UNAUTHENTICATED"),
         (grpc.StatusCode.FAILED_PRECONDITION, "FAILED_PRECONDITION"),
         (grpc.StatusCode.ALREADY_EXISTS, "CONFLICT"),
+        (grpc.StatusCode.ABORTED, "CONFLICT"),
         (grpc.StatusCode.UNAVAILABLE, "SERVICE_UNAVAILABLE"),
         (grpc.StatusCode.DEADLINE_EXCEEDED, "SERVICE_UNAVAILABLE"),
         (grpc.StatusCode.INTERNAL, "INTERNAL"),

@@ -11,6 +11,7 @@ from strawberry.asgi import GraphQL
 from strawberry.types import Info
 
 from gateway.auth import Principal, principal_of
+from gateway.channel import CHANNEL_HEADER, ChannelChoice, parse_channel
 from gateway.clients import ServiceClients
 from gateway.loaders import Loaders, build_loaders
 
@@ -25,6 +26,8 @@ class GatewayContext:
     principal: Principal
     clients: ServiceClients
     locale: str
+    channel: ChannelChoice
+    """From the X-Retail-Channel header; a refused value stops the request (ChannelCheck)."""
     loaders: Loaders
 
 
@@ -60,11 +63,14 @@ class GatewayGraphQL(GraphQL[GatewayContext, None]):
     ) -> GatewayContext:
         if self.clients is None:
             raise RuntimeError("the gateway's service clients are not open (lifespan not run)")
+        principal = principal_of(request.scope)
+        channel = parse_channel(request.headers.get(CHANNEL_HEADER))
         return GatewayContext(
             request=request,
             response=response,
-            principal=principal_of(request.scope),
+            principal=principal,
             clients=self.clients,
             locale=negotiate_locale(request.headers.get("accept-language")),
-            loaders=build_loaders(self.clients),
+            channel=channel,
+            loaders=build_loaders(self.clients, principal, channel),
         )

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import enum
 import logging
+import re
 from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
@@ -42,6 +43,8 @@ _CODES: dict[grpc.StatusCode, ErrorCode] = {
     grpc.StatusCode.UNAUTHENTICATED: ErrorCode.UNAUTHENTICATED,
     grpc.StatusCode.FAILED_PRECONDITION: ErrorCode.FAILED_PRECONDITION,
     grpc.StatusCode.ALREADY_EXISTS: ErrorCode.CONFLICT,
+    # A write lost to a concurrent one (e.g. a stale etag): read again and retry.
+    grpc.StatusCode.ABORTED: ErrorCode.CONFLICT,
     grpc.StatusCode.UNAVAILABLE: ErrorCode.SERVICE_UNAVAILABLE,
     grpc.StatusCode.DEADLINE_EXCEEDED: ErrorCode.SERVICE_UNAVAILABLE,
 }
@@ -63,11 +66,34 @@ def graphql_error(code: ErrorCode, message: str, **extensions: Any) -> GraphQLEr
     return GraphQLError(message, extensions={"code": code.value, **extensions})
 
 
+def _camel(segment: str) -> str:
+    head, *rest = segment.split("_")
+    return head + "".join(part[:1].upper() + part[1:] for part in rest)
+
+
+def graphql_field(field: str, field_names: Mapping[str, str]) -> str:
+    """A request field path as the client named it.
+
+    An exact entry of `field_names` wins; otherwise the longest entry that is a prefix of
+    the path (up to a "." or "[") is replaced, and the rest is camelCased:
+    with {"product": "input"}, "product.skus[0].price_rules[1].tier" becomes
+    "input.skus[0].priceRules[1].tier".
+    """
+    if field in field_names:
+        return field_names[field]
+    prefix, rest = "", field
+    for known in sorted(field_names, key=len, reverse=True):
+        if field.startswith(known) and field[len(known) : len(known) + 1] in (".", "["):
+            prefix, rest = field_names[known], field[len(known) :]
+            break
+    return prefix + re.sub(r"[A-Za-z0-9_]+", lambda m: _camel(m.group(0)), rest)
+
+
 def _violations(
     violations: Sequence[FieldViolation], field_names: Mapping[str, str]
 ) -> list[dict[str, str]]:
     return [
-        {"field": field_names.get(v.field, v.field), "description": v.description}
+        {"field": graphql_field(v.field, field_names), "description": v.description}
         for v in violations
     ]
 
@@ -106,6 +132,16 @@ def bad_user_input(*violations: FieldViolation) -> GraphQLError:
         reason="INVALID_ARGUMENT",
         fieldViolations=_violations(violations, {}),
     )
+
+
+def forbidden(message: str) -> GraphQLError:
+    """The caller is known but may not do this; the service was not called."""
+    return graphql_error(ErrorCode.FORBIDDEN, message, reason="PERMISSION_DENIED")
+
+
+def unauthenticated(message: str) -> GraphQLError:
+    """The operation needs a signed-in caller; the service was not called."""
+    return graphql_error(ErrorCode.UNAUTHENTICATED, message, reason="UNAUTHENTICATED")
 
 
 def not_found(entity: str, entity_id: str) -> GraphQLError:
