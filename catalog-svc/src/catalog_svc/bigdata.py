@@ -13,10 +13,8 @@ import argparse
 import asyncio
 import sys
 
-from tqdm import tqdm
-
 from catalog_svc import settings
-from catalog_svc.bulk import rebuild_indexes
+from catalog_svc.bulk import rebuild_indexes, sync_documents
 from catalog_svc.demo_data import demo_catalog, large_catalog_products
 from catalog_svc.repository import (
     BRANDS,
@@ -30,8 +28,6 @@ from catalog_svc.repository import (
 from retail_kit.mongo import connect
 from retail_kit.seeding import SeedReport, upsert_documents
 
-CHUNK = 1000
-
 
 async def generate(mongodb_uri: str, database_name: str, count: int) -> list[SeedReport]:
     demo = demo_catalog()
@@ -44,25 +40,11 @@ async def generate(mongodb_uri: str, database_name: str, count: int) -> list[See
             database[CATEGORIES], [category_to_document(c) for c in demo.categories]
         )
         await upsert_documents(database[BRANDS], [brand_to_document(b) for b in demo.brands])
-        inserted = updated = unchanged = 0
-        chunk = []
-        with tqdm(total=count, desc="products", unit="product", file=sys.stderr) as progress:
-            for product in large_catalog_products(count):
-                chunk.append(product_to_document(product))
-                if len(chunk) == CHUNK:
-                    report = await upsert_documents(database[PRODUCTS], chunk)
-                    inserted, updated = inserted + report.inserted, updated + report.updated
-                    unchanged += report.unchanged
-                    progress.update(len(chunk))
-                    chunk = []
-            if chunk:
-                report = await upsert_documents(database[PRODUCTS], chunk)
-                inserted, updated = inserted + report.inserted, updated + report.updated
-                unchanged += report.unchanged
-                progress.update(len(chunk))
+        products = [product_to_document(p) for p in large_catalog_products(count)]
+        report = await sync_documents(database[PRODUCTS], products, delete_others=False)
         print("building indexes from the products collection ...", file=sys.stderr)
         return [
-            SeedReport(PRODUCTS, inserted, updated, unchanged),
+            report,
             *await rebuild_indexes(repository),
         ]
     finally:

@@ -9,7 +9,11 @@ documents deleted, so a second run changes nothing.
 from __future__ import annotations
 
 import logging
+import sys
 from collections.abc import Sequence
+
+from pymongo.asynchronous.collection import AsyncCollection
+from tqdm import tqdm
 
 from catalog_svc import search
 from catalog_svc.domain import Product, barcode_key
@@ -22,9 +26,12 @@ from catalog_svc.repository import (
     sku_document,
 )
 from retail_kit.mongo import Document
-from retail_kit.seeding import SeedReport, upsert_documents
+from retail_kit.seeding import SeedReport
 
 log = logging.getLogger(__name__)
+
+INSERT_BATCH = 500
+REPLACE_ONE_BY_ONE = 50
 
 
 def index_documents(products: Sequence[Product]) -> dict[str, list[Document]]:
@@ -51,21 +58,55 @@ def index_documents(products: Sequence[Product]) -> dict[str, list[Document]]:
     }
 
 
+async def sync_documents(
+    collection: AsyncCollection[Document], documents: Sequence[Document], *, delete_others: bool
+) -> SeedReport:
+    """Makes the collection hold `documents`: one scan, then inserts in batches and a
+    replace per changed document (FerretDB v1 gets slower per upsert as a collection grows,
+    inserts of new `_id`s stay cheap). A second run writes nothing."""
+    existing = {doc["_id"]: doc async for doc in collection.find({})}
+    new = [doc for doc in documents if doc["_id"] not in existing]
+    changed = [doc for doc in documents if doc["_id"] in existing and existing[doc["_id"]] != doc]
+    with tqdm(
+        total=len(new) + len(changed),
+        desc=collection.name,
+        unit="doc",
+        file=sys.stderr,
+        leave=False,
+    ) as progress:
+        for start in range(0, len(new), INSERT_BATCH):
+            batch = new[start : start + INSERT_BATCH]
+            await collection.insert_many(batch, ordered=False)
+            progress.update(len(batch))
+        if len(changed) <= REPLACE_ONE_BY_ONE:
+            for doc in changed:
+                await collection.replace_one({"_id": doc["_id"]}, doc)
+                progress.update(1)
+        else:
+            # Many changes (a large set added to a seeded catalog): delete and insert in
+            # batches, a scan per batch instead of one per document. Seed time only: a reader
+            # may miss a batch for a moment.
+            for start in range(0, len(changed), INSERT_BATCH):
+                batch = changed[start : start + INSERT_BATCH]
+                await collection.delete_many({"_id": {"$in": [doc["_id"] for doc in batch]}})
+                await collection.insert_many(batch, ordered=False)
+                progress.update(len(batch))
+    if delete_others:
+        wanted = {doc["_id"] for doc in documents}
+        stale = [key for key in existing if key not in wanted]
+        for start in range(0, len(stale), INSERT_BATCH):
+            await collection.delete_many({"_id": {"$in": stale[start : start + INSERT_BATCH]}})
+    return SeedReport(
+        collection.name, len(new), len(changed), len(documents) - len(new) - len(changed)
+    )
+
+
 async def rebuild_indexes(repository: CatalogRepository) -> list[SeedReport]:
     """Derives every index from the products collection (a scan: seed time only)."""
     products = await repository.all_products()
-    reports = []
-    for collection, documents in index_documents(products).items():
-        reports.append(await upsert_documents(repository.collection(collection), documents))
-        wanted = {doc["_id"] for doc in documents}
-        stale = [
-            doc["_id"]
-            async for doc in repository.collection(collection).find({}, {"_id": 1})
-            if doc["_id"] not in wanted
-        ]
-        for start in range(0, len(stale), 500):
-            await repository.collection(collection).delete_many(
-                {"_id": {"$in": stale[start : start + 500]}}
-            )
+    reports = [
+        await sync_documents(repository.collection(collection), documents, delete_others=True)
+        for collection, documents in index_documents(products).items()
+    ]
     await repository.mark_index_complete()
     return reports
