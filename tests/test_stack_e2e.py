@@ -154,6 +154,73 @@ async def test_one_trace_spans_http_gateway_grpc_and_mongodb(
     assert any(s.parent_span_id in gateway_ids for s in catalog_server), "gRPC hop is linked"
 
 
+async def test_shopper_finds_coffee_sees_her_price_and_nearby_stock(stack: RunningStack) -> None:
+    """Issue 3's story: search, open a product, channel+tier price, nearest stores in stock."""
+    from datetime import UTC, datetime
+
+    from catalog_svc.demo_data import demo_catalog
+    from catalog_svc.domain import Channel, ProductStatus, quote_price
+    from member_svc.demo_data import demo_members
+
+    customer = {
+        "Authorization": f"Bearer {stack.token('customer')}",
+        "X-Retail-Channel": "mini_program",
+    }
+    found = await graphql(
+        stack,
+        '{ search(query: "咖啡", first: 50) { totalCount edges { node { id title } } '
+        "categoryFacets { category { name } count } } }",
+        customer,
+    )
+    result = found.json()["data"]["search"]
+    assert result["totalCount"] > 0 and result["categoryFacets"]
+    assert "咖啡" in result["edges"][0]["node"]["title"]
+    found_ids = {edge["node"]["id"] for edge in result["edges"]}
+
+    tier = next(m.tier.value for m in demo_members() if m.id == "m_0001")
+    priced = next(
+        p
+        for p in demo_catalog().products
+        if p.status is ProductStatus.ACTIVE
+        and p.id in found_ids
+        and any(r.channel is Channel.MINI_PROGRAM or r.tier == tier for r in p.skus[0].price_rules)
+    )
+    sku = priced.skus[0]
+    expected = quote_price(sku, Channel.MINI_PROGRAM, tier, datetime.now(UTC))
+    opened = await graphql(
+        stack,
+        f'{{ product(id: "{priced.id}") {{ title skus {{ id quote {{ unitPrice {{ amount }} '
+        "basePrice { amount } rule } } } }",
+        customer,
+    )
+    quoted = next(s for s in opened.json()["data"]["product"]["skus"] if s["id"] == sku.id)
+    assert quoted["quote"]["unitPrice"]["amount"] == expected.unit_price.amount
+    assert quoted["quote"]["rule"] == expected.rule
+
+    nearby_query = (
+        f'{{ nearbyStores(lat: 31.2304, lng: 121.4737, radiusKm: 15, skuIds: ["{sku.id}"]) '
+        "{ store { id } distanceKm openNow readyBy availability { skuId available } } }"
+    )
+    nearby = (await graphql(stack, nearby_query, customer)).json()["data"]["nearbyStores"]
+    assert nearby, "demo stores near People's Square stock the first SKU of every product"
+    distances = [s["distanceKm"] for s in nearby]
+    assert distances == sorted(distances)
+    assert all(s["availability"][0]["available"] >= 1 for s in nearby)
+
+    associate = {"Authorization": f"Bearer {stack.token('associate')}"}
+    before = {s["store"]["id"]: s["availability"][0]["available"] for s in nearby}
+    received = await graphql(
+        stack,
+        f'mutation {{ adjustInventory(storeId: "st_001", skuId: "{sku.id}", delta: 7, '
+        f'reason: RECEIVE, idempotencyKey: "e2e-receive-{sku.id}") {{ onHand available }} }}',
+        associate,
+    )
+    assert "errors" not in received.json(), received.json()
+    after = (await graphql(stack, nearby_query, customer)).json()["data"]["nearbyStores"]
+    after_by_store = {s["store"]["id"]: s["availability"][0]["available"] for s in after}
+    assert after_by_store["st_001"] == before.get("st_001", 0) + 7
+
+
 def _attribute(span: trace_pb2.Span, key: str) -> str:
     return next((a.value.string_value for a in span.attributes if a.key == key), "")
 
