@@ -1,13 +1,18 @@
 """Prints NearbyStores medians at 20 / 200 / 2,000 stores and reservations/s on one SKU.
 
-uv run python store-svc/bench/locator_and_reservations.py
+uv run python store-svc/bench/locator_and_reservations.py [--reservations 400] [--rounds 3]
 Starts its own FerretDB (embedded, temporary directory) and store-svc in-process; talks
-gRPC over loopback like any client.
+gRPC over loopback like any client. Reservations/s (`--reservations` concurrent
+ReserveStock calls on one SKU, median of `--rounds` rounds) is measured on the demo seed
+(20 stores, 300 SKUs each: ~5,700 inventory documents) and on the 2,000-store chain (5 SKUs
+each: 10,000 inventory documents).
 """
 
 from __future__ import annotations
 
+import argparse
 import asyncio
+import itertools
 import statistics
 import sys
 import tempfile
@@ -20,10 +25,12 @@ from retail_kit.ferretdb import EmbeddedFerretDB, free_port
 from retail_kit.testing import channel_to, running_service
 from store_svc import app
 from store_svc.bigdata import generate
+from store_svc.seed import seed
 from store_svc.settings import StoreSettings
 
 POINT = common_pb2.GeoPoint(latitude=31.2304, longitude=121.4737)
 CALLS = 30
+_orders = itertools.count(1)
 
 
 async def median_ms(
@@ -40,14 +47,69 @@ async def median_ms(
     return statistics.median(samples), count
 
 
-async def main(uri: str) -> None:
+async def reservations_per_second(
+    stub: store_pb2_grpc.StoreServiceStub, store_id: str, calls: int, rounds: int
+) -> str:
+    """`calls` concurrent ReserveStock on one SKU, `rounds` times: the median rate."""
+    rates = []
+    for round_number in range(rounds):
+        sku = f"hot_sku_{round_number}"
+        await stub.AdjustInventory(
+            store_pb2.AdjustInventoryRequest(
+                store_id=store_id,
+                sku_id=sku,
+                delta=calls,
+                reason=store_pb2.ADJUSTMENT_REASON_RECEIVE,
+                actor_id="bench",
+                idempotency_key=f"bench-hot-{store_id}-{round_number}",
+            )
+        )
+        started = time.perf_counter()
+        results = await asyncio.gather(
+            *(
+                stub.ReserveStock(
+                    store_pb2.ReserveStockRequest(
+                        order_id=f"bench-{next(_orders)}",
+                        store_id=store_id,
+                        lines=[store_pb2.ReservationLine(sku_id=sku, quantity=1)],
+                    )
+                )
+                for _ in range(calls)
+            ),
+            return_exceptions=True,
+        )
+        elapsed = time.perf_counter() - started
+        ok = sum(1 for r in results if not isinstance(r, BaseException))
+        if ok != calls:
+            errors = [r for r in results if isinstance(r, BaseException)]
+            raise RuntimeError(f"{calls - ok} reservations failed: {errors[:1]}")
+        rates.append(ok / elapsed)
+    shown = ", ".join(f"{r:.0f}" for r in rates)
+    return f"{statistics.median(rates):.0f}/s (rounds: {shown})"
+
+
+def _settings(uri: str, database: str) -> StoreSettings:
+    return StoreSettings(mongodb_uri=uri, database=database, sweep_interval_seconds=0)
+
+
+async def main(uri: str, calls: int, rounds: int) -> None:
+    database = "bench_store_demo"
+    await seed(uri, database)
+    async with (
+        running_service(
+            app.NAME, _settings(uri, database), app.SERVICE_NAMES, app.register, app.on_ready
+        ) as host,
+        channel_to(host) as channel,
+    ):
+        stub = store_pb2_grpc.StoreServiceStub(channel)
+        rate = await reservations_per_second(stub, "st_001", calls, rounds)
+        print(f"demo seed: ReserveStock, {calls} concurrent on one SKU: {rate}", flush=True)
     for count in (20, 200, 2000):
         database = f"bench_store_{count}"
         await generate(uri, database, count, 5)
-        settings = StoreSettings(mongodb_uri=uri, database=database, sweep_interval_seconds=0)
         async with (
             running_service(
-                app.NAME, settings, app.SERVICE_NAMES, app.register, app.on_ready, app.on_stop
+                app.NAME, _settings(uri, database), app.SERVICE_NAMES, app.register, app.on_ready
             ) as host,
             channel_to(host) as channel,
         ):
@@ -71,43 +133,19 @@ async def main(uri: str) -> None:
                 flush=True,
             )
             if count == 2000:
-                await stub.AdjustInventory(
-                    store_pb2.AdjustInventoryRequest(
-                        store_id="st_b00001",
-                        sku_id="hot_sku",
-                        delta=500,
-                        reason=store_pb2.ADJUSTMENT_REASON_RECEIVE,
-                        actor_id="bench",
-                        idempotency_key="bench-hot",
-                    )
-                )
-                started = time.perf_counter()
-                results = await asyncio.gather(
-                    *(
-                        stub.ReserveStock(
-                            store_pb2.ReserveStockRequest(
-                                order_id=f"bench-{n}",
-                                store_id="st_b00001",
-                                lines=[store_pb2.ReservationLine(sku_id="hot_sku", quantity=1)],
-                            )
-                        )
-                        for n in range(400)
-                    ),
-                    return_exceptions=True,
-                )
-                elapsed = time.perf_counter() - started
-                ok = sum(1 for r in results if not isinstance(r, BaseException))
-                print(
-                    f"ReserveStock, 400 concurrent on one SKU: {ok} ok "
-                    f"in {elapsed:.2f} s = {ok / elapsed:.0f}/s"
-                )
+                rate = await reservations_per_second(stub, "st_b00001", calls, rounds)
+                print(f"2000 stores: ReserveStock, {calls} concurrent on one SKU: {rate}")
 
 
 if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--reservations", type=int, default=400)
+    parser.add_argument("--rounds", type=int, default=3)
+    args = parser.parse_args()
     with tempfile.TemporaryDirectory() as directory:
         database = EmbeddedFerretDB(Path(directory), free_port()).start()
         try:
-            asyncio.run(main(database.uri))
+            asyncio.run(main(database.uri, args.reservations, args.rounds))
         finally:
             database.stop()
         sys.exit(0)

@@ -20,8 +20,7 @@ from google.protobuf import timestamp_pb2
 from retail.store.v1 import store_pb2
 from retail_kit.errors import RpcErrorDetails
 from store_svc import app
-from store_svc.inventory import INVENTORY
-from store_svc.reservations import RESERVATIONS
+from store_svc.partitioning import HotCollections, hot_collections
 
 from .conftest import Service, store_message
 
@@ -74,15 +73,26 @@ async def failure(call: object) -> RpcErrorDetails:
     return RpcErrorDetails.from_rpc_error(caught.value)
 
 
+def hot(service: Service) -> HotCollections:
+    """The service's partitioned collections (the test settings keep the default count)."""
+    return hot_collections(service.database)
+
+
+async def reservation_doc(service: Service, order_id: str) -> dict[str, object] | None:
+    return await hot(service).reservations.for_key(order_id).find_one({"_id": order_id})
+
+
 async def assert_invariants(service: Service, store_id: str, sku_ids: list[str]) -> None:
     live: dict[str, int] = dict.fromkeys(sku_ids, 0)
-    async for doc in service.database[RESERVATIONS].find({"store_id": store_id}):
-        assert doc["status"] in ("reserved", "committed", "released", "failed"), doc
-        if doc["status"] == "reserved":
-            for item in doc["lines"]:
-                live[item["sku_id"]] = live.get(item["sku_id"], 0) + item["quantity"]
+    for partition in hot(service).reservations:
+        async for doc in partition.find({"store_id": store_id}):
+            assert doc["status"] in ("reserved", "committed", "released", "failed"), doc
+            if doc["status"] == "reserved":
+                for item in doc["lines"]:
+                    live[item["sku_id"]] = live.get(item["sku_id"], 0) + item["quantity"]
     for sku_id in sku_ids:
-        doc = await service.database[INVENTORY].find_one({"_id": f"{store_id}:{sku_id}"})
+        key = f"{store_id}:{sku_id}"
+        doc = await hot(service).inventory.for_key(key).find_one({"_id": key})
         assert doc is not None
         assert doc["on_hand"] >= doc["reserved"] >= 0, doc
         assert doc["reserved"] == live[sku_id], (doc, live)
@@ -387,7 +397,7 @@ async def test_bad_reservations_name_the_field(
     assert details.code == grpc.StatusCode.INVALID_ARGUMENT
     assert [v.field for v in details.violations] == [field]
     assert (await level(service, store_id, "p_0030_s1")).available == 5
-    assert await service.database[RESERVATIONS].find_one({"_id": f"o-{store_id}"}) is None
+    assert await reservation_doc(service, f"o-{store_id}") is None
 
 
 async def test_unknown_store_sku_past_hold_and_changed_lines(service: Service) -> None:
@@ -412,7 +422,7 @@ async def test_unknown_store_sku_past_hold_and_changed_lines(service: Service) -
     assert [v.field for v in details.violations] == ["hold_until"]
     assert (await level(service, store_id, "p_0031_s1")).available == 5
     for order_id in ("o-x1", "o-x2", "o-x3"):
-        assert await service.database[RESERVATIONS].find_one({"_id": order_id}) is None
+        assert await reservation_doc(service, order_id) is None
 
     await service.stub.ReserveStock(reserve_request("o-x4", store_id, line("p_0031_s1", 1)))
     details = await failure(

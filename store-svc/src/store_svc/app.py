@@ -5,12 +5,15 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import signal
 
 import grpc
 
 from retail.store.v1 import store_pb2, store_pb2_grpc
+from retail_kit.partitions import PartitionLayoutMismatch
 from retail_kit.server import ServiceContext, ServiceHost
 from store_svc.inventory import InventoryBook
+from store_svc.partitioning import HotCollections, hot_collections, partitions_setting
 from store_svc.repository import StoreRepository
 from store_svc.reservations import ReservationBook
 from store_svc.servicer import StoreServicer, utc_now
@@ -25,14 +28,22 @@ log = logging.getLogger(__name__)
 _sweepers: dict[int, asyncio.Task[None]] = {}
 
 
+def collections(context: ServiceContext) -> HotCollections:
+    """The partitioned collections, with the partition count from the settings."""
+    return hot_collections(context.database, partitions_setting(context.settings))
+
+
 def reservation_book(context: ServiceContext) -> ReservationBook:
     """The reservations over the context's database, sharing its write guard."""
-    inventory = InventoryBook(context.database, context.guard)
+    inventory = InventoryBook(context.database, context.guard, collections(context))
     return ReservationBook(context.database, context.guard, inventory)
 
 
 def register(server: grpc.aio.Server, context: ServiceContext) -> None:
-    servicer = StoreServicer(StoreRepository(context.database, context.guard))
+    hot = collections(context)
+    repository = StoreRepository(context.database, context.guard, hot)
+    inventory = InventoryBook(context.database, context.guard, hot)
+    servicer = StoreServicer(repository, inventory)
     store_pb2_grpc.add_StoreServiceServicer_to_server(servicer, server)
 
 
@@ -50,7 +61,11 @@ async def _sweep_forever(book: ReservationBook, interval: float) -> None:
 
 
 async def on_ready(context: ServiceContext) -> None:
+    """Indexes, then the partition layout: a database written with another partition count
+    raises PartitionLayoutMismatch, so the service never turns SERVING (and `python -m
+    store_svc` exits, see `build_host`)."""
     await StoreRepository(context.database, context.guard).ensure_indexes()
+    await collections(context).ensure_layout()
     settings = context.settings
     interval = getattr(settings, "sweep_interval_seconds", 30.0)
     if interval > 0:
@@ -67,5 +82,21 @@ async def on_stop(context: ServiceContext) -> None:
             await task
 
 
+refused: list[str] = []
+"""Why the process refused to start (set by `build_host`'s readiness hook)."""
+
+
 def build_host(settings: StoreSettings) -> ServiceHost:
-    return ServiceHost(NAME, settings, SERVICE_NAMES, register, on_ready, on_stop)
+    """The host of `python -m store_svc`: a partition layout mismatch ends the process."""
+
+    async def ready_or_refuse(context: ServiceContext) -> None:
+        try:
+            await on_ready(context)
+        except PartitionLayoutMismatch as mismatch:
+            log.critical("refusing to start: %s", mismatch)
+            refused.append(str(mismatch))
+            # run_service drains and returns on SIGTERM; __main__ then exits non-zero.
+            signal.raise_signal(signal.SIGTERM)
+            raise
+
+    return ServiceHost(NAME, settings, SERVICE_NAMES, register, ready_or_refuse, on_stop)

@@ -17,6 +17,7 @@ from datetime import time
 from tqdm import tqdm
 
 from retail_kit.mongo import connect
+from retail_kit.partitions import DEFAULT_PARTITIONS
 from store_svc import settings
 from store_svc.demo_data import demo_inventory_for
 from store_svc.domain import (
@@ -28,9 +29,9 @@ from store_svc.domain import (
     StoreStatus,
     StoreType,
 )
-from store_svc.inventory import INVENTORY
+from store_svc.partitioning import hot_collections
 from store_svc.repository import DuplicateStore, StoreRepository
-from store_svc.seed import insert_missing
+from store_svc.seed import insert_missing_partitioned
 
 SEED = 3
 # (city, latitude, longitude, weight, spread in degrees)
@@ -76,11 +77,15 @@ def big_stores(count: int) -> list[Store]:
     return stores
 
 
-async def generate(uri: str, database_name: str, count: int, skus: int) -> None:
+async def generate(
+    uri: str, database_name: str, count: int, skus: int, partitions: int = DEFAULT_PARTITIONS
+) -> None:
     client = connect(uri, "store-bigdata")
     try:
         database = client[database_name]
-        repository = StoreRepository(database)
+        hot = hot_collections(database, partitions)
+        await hot.ensure_layout()
+        repository = StoreRepository(database, collections=hot)
         await repository.ensure_indexes()
         stores = big_stores(count)
         for store in tqdm(stores, desc="stores", unit="store", file=sys.stderr):
@@ -89,7 +94,9 @@ async def generate(uri: str, database_name: str, count: int, skus: int) -> None:
             except DuplicateStore:
                 await repository.reindex_store(store)
         sku_ids = [f"p_{n:04d}_s1" for n in range(1, skus + 1)]
-        report = await insert_missing(database, INVENTORY, demo_inventory_for(stores, sku_ids))
+        report = await insert_missing_partitioned(
+            hot.inventory, demo_inventory_for(stores, sku_ids)
+        )
         print(f"{count} stores; {report}")
     finally:
         await client.close()
@@ -103,7 +110,13 @@ def main() -> None:
     args = parser.parse_args()
     config = settings.load()
     asyncio.run(
-        generate(config.mongodb_uri, args.database or config.database, args.stores, args.skus)
+        generate(
+            config.mongodb_uri,
+            args.database or config.database,
+            args.stores,
+            args.skus,
+            config.partitions,
+        )
     )
 
 

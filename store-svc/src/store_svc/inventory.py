@@ -31,9 +31,10 @@ from retail_kit.atomic import DocumentWriteGuard
 from retail_kit.mongo import Document, find_by_ids
 from store_svc.domain import Adjustment, AdjustmentReason, InventoryLevel
 from store_svc.errors import invalid_state, key_reused
+from store_svc.partitioning import ADJUSTMENTS, INVENTORY, HotCollections, hot_collections
 
-INVENTORY = "inventory"
-ADJUSTMENTS = "adjustments"
+__all__ = ["ADJUSTMENTS", "INVENTORY", "TRAIL", "InventoryBook"]
+
 TRAIL = "inventory_trail"
 OPS_KEPT = 100
 MAX_CAS_ATTEMPTS = 50
@@ -108,17 +109,31 @@ class AdjustmentResult:
 
 
 class InventoryBook:
-    def __init__(self, database: AsyncDatabase[Document], guard: DocumentWriteGuard) -> None:
+    """Inventory documents in the `inventory` partitions (by "<store>:<sku>"), adjustment
+    records in the `adjustments` partitions (by idempotency key), the trail in one
+    insert-only collection."""
+
+    def __init__(
+        self,
+        database: AsyncDatabase[Document],
+        guard: DocumentWriteGuard,
+        collections: HotCollections | None = None,
+    ) -> None:
         self._db = database
         self._guard = guard
+        self._hot = collections or hot_collections(database)
+
+    @property
+    def collections(self) -> HotCollections:
+        return self._hot
 
     async def levels(self, store_id: str, sku_ids: Sequence[str]) -> dict[str, InventoryLevel]:
         ids = [inventory_id(store_id, sku) for sku in sku_ids]
-        found = await find_by_ids(self._db[INVENTORY], ids)
+        found = await self._hot.inventory.find_by_ids(ids)
         return {doc["sku_id"]: level_from_document(doc) for doc in found.values()}
 
     async def levels_by_id(self, ids: Sequence[str]) -> dict[str, InventoryLevel]:
-        found = await find_by_ids(self._db[INVENTORY], ids)
+        found = await self._hot.inventory.find_by_ids(ids)
         return {key: level_from_document(doc) for key, doc in found.items()}
 
     async def mutate(
@@ -137,8 +152,10 @@ class InventoryBook:
         MissingInventory.
         """
         key = inventory_id(store_id, sku_id)
-        collection = self._db[INVENTORY]
-        async with self._guard.hold(INVENTORY, key):
+        collection = self._hot.inventory.for_key(key)
+        # The lock key is (physical collection, _id): one document always maps to one
+        # partition, so every change of it still waits for the same lock.
+        async with self._guard.hold(collection.name, key):
             for _ in range(MAX_CAS_ATTEMPTS):
                 doc = await collection.find_one({"_id": key})
                 if doc is None:
@@ -219,8 +236,8 @@ class InventoryBook:
         removes its record: nothing changed, and a retry is judged afresh.
         """
         fingerprint = _fingerprint(store_id, sku_id, delta, reason.value, actor_id, note)
-        records = self._db[ADJUSTMENTS]
-        async with self._guard.hold(ADJUSTMENTS, key):
+        records = self._hot.adjustments.for_key(key)
+        async with self._guard.hold(records.name, key):
             record = await records.find_one({"_id": key})
             if record is not None:
                 if record["fingerprint"] != fingerprint:
@@ -307,7 +324,8 @@ class InventoryBook:
     ) -> tuple[list[Adjustment], int | None]:
         """Adjustments newest first, `limit` of them with sequence < `before`; and the
         sequence to continue before (None when the trail is exhausted)."""
-        doc = await self._db[INVENTORY].find_one({"_id": inventory_id(store_id, sku_id)})
+        key = inventory_id(store_id, sku_id)
+        doc = await self._hot.inventory.for_key(key).find_one({"_id": key})
         top = int(doc.get("trail_seq", 0)) if doc else 0
         start = top if before is None else min(top, before - 1)
         sequences = list(range(start, max(0, start - limit), -1))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Sequence
 from datetime import date
 from typing import Any
@@ -26,9 +27,11 @@ from store_svc.domain import (
 )
 from store_svc.geo import cells_of
 from store_svc.hours import format_hhmm, parse_hhmm
+from store_svc.partitioning import GEO_GRID, HotCollections, hot_collections
+
+__all__ = ["ASSOCIATES", "GEO_GRID", "KIOSK_DEVICES", "STORES", "StoreRepository"]
 
 STORES = "stores"
-GEO_GRID = "geo_grid"
 ASSOCIATES = "associates"
 KIOSK_DEVICES = "kiosk_devices"
 
@@ -158,11 +161,20 @@ def kiosk_from_document(doc: Document) -> KioskDevice:
 
 
 class StoreRepository:
+    """`stores` (unique code, listing) plus, partitioned (see `partitioning`), a copy of each
+    store document for reads by id and the geo grid."""
+
     def __init__(
-        self, database: AsyncDatabase[Document], guard: DocumentWriteGuard | None = None
+        self,
+        database: AsyncDatabase[Document],
+        guard: DocumentWriteGuard | None = None,
+        collections: HotCollections | None = None,
     ) -> None:
         self._db = database
         self._guard = guard or DocumentWriteGuard()
+        self._hot = collections or hot_collections(database)
+        self._grid = self._hot.geo_grid
+        self._copies = self._hot.store_copies
 
     @property
     def database(self) -> AsyncDatabase[Document]:
@@ -176,13 +188,24 @@ class StoreRepository:
         await ensure_indexes(self._db, INDEXES)
 
     async def get_store(self, store_id: str) -> Store | None:
-        doc = await self._db[STORES].find_one({"_id": store_id})
-        return store_from_document(doc) if doc else None
+        return (await self.get_stores([store_id])).get(store_id)
 
     async def get_stores(self, store_ids: Sequence[str]) -> dict[str, Store]:
-        """By concurrent `_id` reads on FerretDB (an `$in` would scan every store)."""
-        found = await find_by_ids(self._db[STORES], store_ids)
+        """From the partitioned copies, by `_id`; a store without a copy (written before the
+        copies existed, or the process died between the two writes) is read from `stores`
+        and its copy put back (insert only: never over a newer copy)."""
+        found = await self._copies.find_by_ids(store_ids)
+        missing = [store_id for store_id in store_ids if store_id not in found]
+        if missing:
+            for store_id, doc in (await find_by_ids(self._db[STORES], missing)).items():
+                found[store_id] = doc
+                with contextlib.suppress(DuplicateKeyError):
+                    await self._copies.for_key(store_id).insert_one(doc)
         return {store_id: store_from_document(doc) for store_id, doc in found.items()}
+
+    async def _put_copy(self, store: Store) -> None:
+        doc = store_to_document(store)
+        await self._copies.for_key(store.id).replace_one({"_id": store.id}, doc, upsert=True)
 
     async def create_store(self, store: Store) -> None:
         """Inserts the store, then lists it in its grid cells.
@@ -196,6 +219,7 @@ class StoreRepository:
         except DuplicateKeyError:
             exists = await self._db[STORES].find_one({"_id": store.id}, {"_id": 1})
             raise DuplicateStore("id" if exists else "code") from None
+        await self._put_copy(store)
         await self._grid_put(store)
 
     async def update_store(self, store: Store, previous: Store) -> None:
@@ -207,19 +231,25 @@ class StoreRepository:
             taken = await self._db[STORES].find_one({"code": store.code}, {"_id": 1})
             if taken is not None and taken["_id"] != store.id:
                 raise DuplicateStore("code")
-        try:
-            await self._guard.update_one(self._db[STORES], {"_id": store.id}, {"$set": document})
-        except DuplicateKeyError:
-            raise DuplicateStore("code") from None
-        except OperationFailure as error:
-            if "UNIQUE constraint" in str(error):
+        # One lock for both writes, so concurrent updates leave the copy as `stores`.
+        async with self._guard.hold(STORES, store.id):
+            try:
+                await self._db[STORES].update_one({"_id": store.id}, {"$set": document})
+            except DuplicateKeyError:
                 raise DuplicateStore("code") from None
-            raise
+            except OperationFailure as error:
+                if "UNIQUE constraint" in str(error):
+                    raise DuplicateStore("code") from None
+                raise
+            await self._put_copy(store)
         if previous.location != store.location:
             await self._grid_remove(previous)
         await self._grid_put(store)
 
     async def reindex_store(self, store: Store) -> None:
+        """Puts the store's copy and grid entries back (seed, bigdata, repair)."""
+        async with self._guard.hold(STORES, store.id):
+            await self._put_copy(store)
         await self._grid_put(store)
 
     async def _grid_put(self, store: Store) -> None:
@@ -229,29 +259,29 @@ class StoreRepository:
             "lng": store.location.longitude,
         }
         for cell in cells_of(store.location.latitude, store.location.longitude):
-            async with self._guard.hold(GEO_GRID, cell):
-                doc = await self._db[GEO_GRID].find_one({"_id": cell})
+            grid = self._grid.for_key(cell)
+            async with self._guard.hold(grid.name, cell):
+                doc = await grid.find_one({"_id": cell})
                 entries = [e for e in (doc or {}).get("stores", []) if e["id"] != store.id]
                 if doc is not None and entry in doc.get("stores", []):
                     continue
                 entries.append(entry)
                 entries.sort(key=lambda e: str(e["id"]))
-                await self._db[GEO_GRID].update_one(
-                    {"_id": cell}, {"$set": {"stores": entries}}, upsert=True
-                )
+                await grid.update_one({"_id": cell}, {"$set": {"stores": entries}}, upsert=True)
 
     async def _grid_remove(self, store: Store) -> None:
         for cell in cells_of(store.location.latitude, store.location.longitude):
-            async with self._guard.hold(GEO_GRID, cell):
-                doc = await self._db[GEO_GRID].find_one({"_id": cell})
+            grid = self._grid.for_key(cell)
+            async with self._guard.hold(grid.name, cell):
+                doc = await grid.find_one({"_id": cell})
                 if doc is None:
                     continue
                 entries = [e for e in doc.get("stores", []) if e["id"] != store.id]
-                await self._db[GEO_GRID].update_one({"_id": cell}, {"$set": {"stores": entries}})
+                await grid.update_one({"_id": cell}, {"$set": {"stores": entries}})
 
     async def grid_entries(self, cells: Sequence[str]) -> list[tuple[str, float, float]]:
         """(store id, lat, lng) of every store listed in the cells, read by `_id`."""
-        docs = await find_by_ids(self._db[GEO_GRID], cells)
+        docs = await self._grid.find_by_ids(cells)
         return [
             (entry["id"], float(entry["lat"]), float(entry["lng"]))
             for doc in docs.values()

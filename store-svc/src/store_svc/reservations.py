@@ -23,6 +23,7 @@ import logging
 from collections.abc import Awaitable, Callable, Sequence
 from datetime import UTC, datetime, timedelta
 
+from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.asynchronous.database import AsyncDatabase
 
 from retail_kit.atomic import DocumentWriteGuard
@@ -37,11 +38,12 @@ from store_svc.domain import (
 )
 from store_svc.errors import invalid_state, key_reused, out_of_stock
 from store_svc.inventory import Change, InventoryBook
+from store_svc.partitioning import EXPIRY, RESERVATIONS
+
+__all__ = ["EXPIRY", "RESERVATIONS", "ReservationBook"]
 
 log = logging.getLogger(__name__)
 
-RESERVATIONS = "reservations"
-EXPIRY = "reservation_expiry"
 CURSOR_ID = "cursor"
 
 PENDING = ReservationStatus.PENDING.value
@@ -92,9 +94,15 @@ class ReservationBook:
         self._db = database
         self._guard = guard
         self._inventory = book
+        self._reservations = book.collections.reservations
+        self._expiry = book.collections.expiry
+        self._cursor_known: set[str] = set()
+
+    def _collection(self, order_id: str) -> AsyncCollection[Document]:
+        return self._reservations.for_key(order_id)
 
     async def get(self, order_id: str) -> Reservation | None:
-        doc = await self._db[RESERVATIONS].find_one({"_id": order_id})
+        doc = await self._collection(order_id).find_one({"_id": order_id})
         return reservation_from_document(doc) if doc else None
 
     # -- reserve ---------------------------------------------------------------------------
@@ -113,8 +121,9 @@ class ReservationBook:
         call decided (the same reservation, or the same OUT_OF_STOCK error). `check_new`
         runs only for a new order id, before anything is written (unknown store or SKU)."""
         fingerprint = _fingerprint(store_id, lines)
-        async with self._guard.hold(RESERVATIONS, order_id):
-            doc = await self._db[RESERVATIONS].find_one({"_id": order_id})
+        collection = self._collection(order_id)
+        async with self._guard.hold(collection.name, order_id):
+            doc = await collection.find_one({"_id": order_id})
             if doc is not None:
                 if doc["fingerprint"] != fingerprint:
                     raise key_reused("order_id", order_id)
@@ -138,7 +147,7 @@ class ReservationBook:
                 "failure": None,
                 "expired": False,
             }
-            await self._db[RESERVATIONS].insert_one(doc)
+            await collection.insert_one(doc)
             await self._register_expiry(order_id, hold_until, now)
             doc = await self._settle(doc, now)
             return self._answer(doc)
@@ -268,7 +277,7 @@ class ReservationBook:
     async def _set(self, doc: Document, fields: Document, now: datetime) -> Document:
         """Records progress on the reservation (the caller holds the order's lock)."""
         fields = {**fields, "update_time": now}
-        await self._db[RESERVATIONS].update_one({"_id": doc["_id"]}, {"$set": fields})
+        await self._collection(doc["_id"]).update_one({"_id": doc["_id"]}, {"$set": fields})
         updated = dict(doc)
         for path, value in fields.items():
             if path.startswith("lines."):
@@ -283,7 +292,7 @@ class ReservationBook:
     # -- commit / release ------------------------------------------------------------------
 
     async def commit(self, order_id: str, now: datetime) -> Reservation:
-        async with self._guard.hold(RESERVATIONS, order_id):
+        async with self._guard.hold(self._collection(order_id).name, order_id):
             doc = await self._load(order_id, now)
             status = doc["status"]
             if status == ReservationStatus.COMMITTED.value:
@@ -299,7 +308,7 @@ class ReservationBook:
             return reservation_from_document(await self._commit_lines(doc, now))
 
     async def release(self, order_id: str, now: datetime, *, expired: bool = False) -> Reservation:
-        async with self._guard.hold(RESERVATIONS, order_id):
+        async with self._guard.hold(self._collection(order_id).name, order_id):
             doc = await self._load(order_id, now)
             status = doc["status"]
             if status in (ReservationStatus.RELEASED.value, ReservationStatus.FAILED.value):
@@ -318,7 +327,7 @@ class ReservationBook:
             )
 
     async def _load(self, order_id: str, now: datetime) -> Document:
-        doc = await self._db[RESERVATIONS].find_one({"_id": order_id})
+        doc = await self._collection(order_id).find_one({"_id": order_id})
         if doc is None:
             raise not_found("reservation", order_id)
         return await self._settle(doc, now)
@@ -326,11 +335,22 @@ class ReservationBook:
     # -- expiry ----------------------------------------------------------------------------
 
     async def _register_expiry(self, order_id: str, hold_until: datetime, now: datetime) -> None:
-        """Lists the order in the bucket of the hour its hold ends (read by `_id` when swept)."""
-        expiry = self._db[EXPIRY]
-        await self._guard.update_one(
-            expiry, {"_id": CURSOR_ID}, {"$setOnInsert": {"next_hour": _hour(now)}}, upsert=True
-        )
+        """Lists the order in the bucket of the hour its hold ends (read by `_id` when swept).
+
+        Buckets and cursor live in the order's expiry partition: every reserve writes one
+        bucket, so one bucket for all orders would be a hot document (one lock, rewritten
+        whole each time); N partitions give N buckets per hour, each 1/N as long.
+        """
+        expiry = self._expiry.for_key(order_id)
+        if expiry.name not in self._cursor_known:
+            await self._guard.update_one(
+                expiry,
+                {"_id": CURSOR_ID},
+                {"$setOnInsert": {"next_hour": _hour(now)}},
+                upsert=True,
+            )
+            # The cursor is never deleted: one upsert per partition and process is enough.
+            self._cursor_known.add(expiry.name)
         await self._guard.update_one(
             expiry,
             {"_id": f"h:{_hour(hold_until)}"},
@@ -339,13 +359,17 @@ class ReservationBook:
         )
 
     async def sweep(self, now: datetime) -> list[str]:
-        """One pass of the sweeper: releases every reservation whose hold ended by `now`.
+        """One pass of the sweeper over every expiry partition: releases every reservation
+        whose hold ended by `now`, and returns their order ids."""
+        released: list[str] = []
+        for expiry in self._expiry:
+            released.extend(await self._sweep_partition(expiry, now))
+        return released
 
-        Reads the hour buckets from the cursor's hour to now's; entries of reservations no
-        longer held are dropped, past buckets left empty are deleted, and the cursor moves
-        to the oldest bucket still holding something. Returns the released order ids.
-        """
-        expiry = self._db[EXPIRY]
+    async def _sweep_partition(self, expiry: AsyncCollection[Document], now: datetime) -> list[str]:
+        """Reads the partition's hour buckets from its cursor's hour to now's; entries of
+        reservations no longer held are dropped, past buckets left empty are deleted, and
+        the cursor moves to the oldest bucket still holding something."""
         cursor = await expiry.find_one({"_id": CURSOR_ID})
         if cursor is None:
             return []
@@ -360,7 +384,7 @@ class ReservationBook:
             for order_id in (bucket or {}).get("orders", ()):
                 if await self._expire(order_id, now):
                     released.append(order_id)
-                doc = await self._db[RESERVATIONS].find_one({"_id": order_id})
+                doc = await self._collection(order_id).find_one({"_id": order_id})
                 if doc is not None and doc["status"] in (PENDING, "reserved"):
                     remaining.append(order_id)
             if bucket is not None:
@@ -374,13 +398,14 @@ class ReservationBook:
             if remaining and next_hour is None:
                 next_hour = _hour(hour)
             hour += timedelta(hours=1)
-        await self._guard.update_one(
-            expiry, {"_id": CURSOR_ID}, {"$set": {"next_hour": next_hour or current}}
-        )
+        if (next_hour or current) != cursor["next_hour"]:
+            await self._guard.update_one(
+                expiry, {"_id": CURSOR_ID}, {"$set": {"next_hour": next_hour or current}}
+            )
         return released
 
     async def _expire(self, order_id: str, now: datetime) -> bool:
-        doc = await self._db[RESERVATIONS].find_one({"_id": order_id})
+        doc = await self._collection(order_id).find_one({"_id": order_id})
         if doc is None or doc["hold_until"] > now:
             return False
         if doc["status"] not in (PENDING, ReservationStatus.RESERVED.value):
