@@ -138,11 +138,18 @@ def main() -> int:
     signal.signal(signal.SIGTERM, request_stop)
     env = dict(os.environ)
     try:
+        existing_data = "MONGODB_URI" in env or any(Path(config.data_dir).glob("*.sqlite"))
         if "MONGODB_URI" not in env:
             stack.database = EmbeddedFerretDB(Path(config.data_dir), config.ferretdb_port)
             stack.database.start()
             env["MONGODB_URI"] = stack.database.uri
             print(f"[devstack] FerretDB on {stack.database.uri} (data in {config.data_dir})")
+        if existing_data:
+            # Data written by an earlier version: bring store-svc's layout up to date first
+            # (it refuses to start on an old layout; the migration is a no-op when current).
+            subprocess.run(
+                [sys.executable, "-m", "store_svc.repartition"], env=env, cwd=ROOT, check=True
+            )
         if not config.skip_seed:
             for module in ("catalog_svc.seed", "store_svc.seed", "member_svc.seed"):
                 subprocess.run([sys.executable, "-m", module], env=env, cwd=ROOT, check=True)

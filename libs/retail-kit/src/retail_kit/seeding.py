@@ -12,7 +12,11 @@ from tqdm import tqdm
 
 from retail_kit.mongo import Document
 
-BATCH_SIZE = 100
+BATCH_SIZE = 20
+"""Updates per bulk command. FerretDB v1 keeps each update's query cursor (and so one of its
+100 SQLite connections) open until the whole command ends; a command replacing 100 existing
+documents waits forever for a 101st connection to begin its write. Small batches stay far
+from that limit even while other clients hold connections."""
 
 
 @dataclass(frozen=True, slots=True)
