@@ -4,7 +4,7 @@ export UV_PYTHON_DOWNLOADS := never
 BUF := var/bin/buf
 PY := uv run --frozen
 
-.PHONY: run test install lint typecheck proto proto-check buf seed schema bench clean
+.PHONY: run test install lint typecheck proto buf seed schema bench bench-discovery clean
 
 run: install ## start FerretDB, the four services and the gateway; seed; print GraphiQL and tokens
 	$(PY) python infra/devstack.py
@@ -40,6 +40,10 @@ schema: ## re-export the gateway's SDL
 bench: install ## gateway products query vs the direct-PyMongo floor (wrk from Debian's packages)
 	@command -v wrk >/dev/null || (apt-get update -qq && apt-get install -y -qq wrk)
 	$(PY) python infra/bench/products.py
+
+bench-discovery: install ## search, nearbyStores and reservations vs their floors, across data sizes
+	@command -v wrk >/dev/null || (apt-get update -qq && apt-get install -y -qq wrk)
+	$(PY) python infra/bench/discovery.py
 
 clean:
 	rm -rf var/ferretdb var/bench

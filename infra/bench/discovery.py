@@ -1,0 +1,517 @@
+"""Benchmark (issue 3): search, nearbyStores and reservations next to their floors, in one run.
+
+Starts its own FerretDB (var/bench/discovery), then per data size:
+
+1. `search("咖啡", first: 20)` through the gateway at 1,000 and 10,000 generated products
+   (`--products`; each size its own fresh database filled by `python -m catalog_svc.bigdata`)
+   next to the floor `discovery_floor.py /search`: catalog-svc's own search functions on a
+   PyMongo client in-process, plain posting reads (no posting cache), no gRPC, no GraphQL.
+2. `nearbyStores(10 km, one stocked SKU)` through the gateway at 20, 200 and 2,000 stores
+   (`--stores`; `python -m store_svc.bigdata` into a fresh database per size) next to the
+   floor `discovery_floor.py /nearby`: store-svc's own `Locator.nearby` in-process.
+3. ReserveStock/s on one SKU through store-svc's gRPC API on the demo seed, `--clients`
+   concurrent calls per burst (store-svc/bench/locator_and_reservations.py's
+   `reservations_per_second`), next to a floor of the same number of concurrent guarded
+   single-document updates (`DocumentWriteGuard.find_one_and_update`) on an
+   inventory-shaped document in the inventory partition, done from this process.
+
+Services run as `make run` starts them (`python -m catalog_svc` / `store_svc` / `gateway`);
+wrk, a separate process, loads gateway and floor at the same concurrency, alternating for
+`--rounds` rounds; medians, gateway/floor ratios and the growth across sizes are printed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import importlib.util
+import json
+import os
+import shutil
+import signal
+import statistics
+import subprocess
+import sys
+import time
+import urllib.parse
+import urllib.request
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from pathlib import Path
+from types import ModuleType
+
+HERE = Path(__file__).resolve().parent
+sys.path[:0] = [str(HERE), str(HERE.parent)]
+
+from devstack import wait_http, wait_serving  # noqa: E402
+from products import ROOT, Sample, wrk  # noqa: E402
+
+from retail_kit.ferretdb import EmbeddedFerretDB, free_port  # noqa: E402
+
+SEARCH_TEXT = "咖啡"
+SEARCH_QUERY = (
+    '{ search(query: "%s", first: %d) { totalCount edges { node { id title '
+    "skus { id price { amount } } } } categoryFacets { count } } }"
+)
+LAT, LNG, RADIUS_KM = 31.2304, 121.4737, 10
+STOCKED_SKU = "p_0001_s1"  # store_svc.bigdata stocks p_0001_s1 .. p_<skus>_s1 everywhere
+NEARBY_QUERY = (
+    '{ nearbyStores(lat: %s, lng: %s, radiusKm: %s, skuIds: ["%s"]) '
+    "{ store { id } distanceKm openNow readyBy availability { available } } }"
+)
+RESERVE_STORE = "st_%03d"  # demo seed stores st_001 .. st_020: a fresh one per burst
+
+
+def log(message: str) -> None:
+    print(f"[discovery] {message}", file=sys.stderr, flush=True)
+
+
+def load_store_bench() -> ModuleType:
+    """store-svc/bench/locator_and_reservations.py (not a package): its reservation burst."""
+    path = ROOT / "store-svc" / "bench" / "locator_and_reservations.py"
+    spec = importlib.util.spec_from_file_location("store_bench_locator", path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+class Stack:
+    """Processes started for one data size; stopped with SIGTERM (then waited for)."""
+
+    def __init__(self, env: dict[str, str]) -> None:
+        self.env = env
+        self.processes: list[subprocess.Popen[bytes]] = []
+
+    def spawn(self, *argv: str, cwd: Path = ROOT) -> subprocess.Popen[bytes]:
+        process = subprocess.Popen([sys.executable, *argv], env=self.env, cwd=cwd)
+        self.processes.append(process)
+        return process
+
+    def floor(self, port: int) -> subprocess.Popen[bytes]:
+        return self.spawn(
+            "-m",
+            "uvicorn",
+            "discovery_floor:app",
+            "--port",
+            str(port),
+            "--no-access-log",
+            "--log-level",
+            "warning",
+            cwd=HERE,
+        )
+
+    def stop(self) -> None:
+        """Floor and gateway first (they may still drain requests wrk left queued), then the
+        service, each waited for before the next."""
+        for process in reversed(self.processes):
+            if process.poll() is None:
+                process.send_signal(signal.SIGTERM)
+            try:
+                process.wait(15)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+
+
+@contextmanager
+def stack(env: dict[str, str]) -> Iterator[Stack]:
+    started = Stack(env)
+    try:
+        yield started
+    finally:
+        started.stop()
+
+
+def post_graphql(url: str, query: str) -> dict:
+    request = urllib.request.Request(
+        f"{url}/graphql",
+        data=json.dumps({"query": query}).encode(),
+        headers={"Content-Type": "application/json"},
+    )
+    with urllib.request.urlopen(request, timeout=60) as response:
+        answer = json.load(response)
+    if answer.get("errors"):
+        raise SystemExit(f"gateway answered errors: {answer['errors']}")
+    return answer["data"]
+
+
+def get_json(url: str) -> dict:
+    with urllib.request.urlopen(url, timeout=60) as response:
+        return json.load(response)["data"]
+
+
+Targets = dict[str, tuple[str, str, str]]  # name -> (url, wrk script, GraphQL query or "")
+
+
+def measure(name: str, targets: Targets, args: argparse.Namespace) -> dict[str, list[Sample]]:
+    """Warm-up, then `rounds` alternating wrk runs of each target (floor first)."""
+    report_lua = str(HERE / "report.lua")
+
+    def load(target: tuple[str, str, str], seconds: int) -> Sample:
+        url, script, query = target
+        env = {**os.environ, "BENCH_REPORT_LUA": report_lua}
+        env["BENCH_BODY"] = json.dumps({"query": query})
+        return wrk(url, str(HERE / script), args.connections, seconds, env)
+
+    for target in targets.values():
+        load(target, 2)
+    samples: dict[str, list[Sample]] = {target: [] for target in targets}
+    for round_number in range(1, args.rounds + 1):
+        for target_name, target in targets.items():
+            sample = load(target, args.seconds)
+            samples[target_name].append(sample)
+            print(
+                f"{name} round {round_number} {target_name}: {sample.rps:.1f} req/s, "
+                f"p50 {sample.p50_ms:.1f} ms, p99 {sample.p99_ms:.1f} ms, "
+                f"errors {sample.errors}",
+                flush=True,
+            )
+    return samples
+
+
+Medians = dict[str, tuple[float, float, float, int]]  # target -> rps, p50, p99, errors
+
+
+def medians_of(samples: dict[str, list[Sample]]) -> Medians:
+    return {
+        name: (
+            statistics.median(s.rps for s in runs),
+            statistics.median(s.p50_ms for s in runs),
+            statistics.median(s.p99_ms for s in runs),
+            sum(s.errors for s in runs),
+        )
+        for name, runs in samples.items()
+    }
+
+
+def print_table(title: str, medians: Medians, args: argparse.Namespace) -> None:
+    print()
+    runs = f"wrk -t1 -c{args.connections}, {args.rounds} rounds of {args.seconds}s"
+    print(f"{title} — {runs}, medians")
+    print(f"{'target':40} {'req/s':>8} {'p50 ms':>9} {'p99 ms':>9} {'errors':>7}")
+    for name, (rps, p50, p99, errors) in medians.items():
+        print(f"{name:40} {rps:8.1f} {p50:9.1f} {p99:9.1f} {errors:7d}")
+    floor, gateway = medians["floor"], medians["gateway"]
+    print(
+        f"{'gateway / floor':40} {gateway[0] / floor[0]:7.2f}x {gateway[1] / floor[1]:8.2f}x "
+        f"{gateway[2] / floor[2]:8.2f}x",
+        flush=True,
+    )
+
+
+def print_growth(title: str, unit: str, by_size: dict[int, Medians]) -> None:
+    """p50 and req/s per size, and each size's p50 relative to the smallest size."""
+    if not by_size:
+        return
+    smallest = min(by_size)
+    print()
+    print(f"{title}: growth across sizes (p50 relative to {smallest:,} {unit})")
+    print(
+        f"{unit:>8} {'floor p50':>10} {'gw p50':>9} {'floor r/s':>10} {'gw r/s':>8} "
+        f"{'floor x':>8} {'gw x':>7} {'gw/floor':>9}"
+    )
+    base = by_size[smallest]
+    for size, medians in sorted(by_size.items()):
+        floor, gateway = medians["floor"], medians["gateway"]
+        print(
+            f"{size:8,d} {floor[1]:10.1f} {gateway[1]:9.1f} {floor[0]:10.1f} {gateway[0]:8.1f} "
+            f"{floor[1] / base['floor'][1]:7.2f}x {gateway[1] / base['gateway'][1]:6.2f}x "
+            f"{gateway[1] / floor[1]:8.2f}x",
+            flush=True,
+        )
+
+
+def bench_search(base_env: dict[str, str], args: argparse.Namespace) -> dict[int, Medians]:
+    results: dict[int, Medians] = {}
+    for count in args.products:
+        database = f"catalog_{count}"
+        log(f"loading {count:,} products into {database}")
+        started = time.monotonic()
+        subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "catalog_svc.bigdata",
+                "--products",
+                str(count),
+                "--database",
+                database,
+            ],
+            env=base_env,
+            cwd=ROOT,
+            check=True,
+        )
+        log(f"loaded in {time.monotonic() - started:.0f} s")
+        ports = {name: free_port() for name in ("catalog", "gateway", "floor")}
+        env = {
+            **base_env,
+            "CATALOG_DATABASE": database,
+            "CATALOG_PORT": str(ports["catalog"]),
+            "GATEWAY_PORT": str(ports["gateway"]),
+            "GATEWAY_CATALOG_ADDR": f"127.0.0.1:{ports['catalog']}",
+        }
+        with stack(env) as running:
+            catalog = running.spawn("-m", "catalog_svc")
+            gateway = running.spawn("-m", "gateway")
+            floor = running.floor(ports["floor"])
+            wait_serving("catalog-svc", f"127.0.0.1:{ports['catalog']}", catalog)
+            gateway_url = f"http://127.0.0.1:{ports['gateway']}"
+            floor_url = f"http://127.0.0.1:{ports['floor']}"
+            wait_http(f"{gateway_url}/healthz", gateway)
+            text = urllib.parse.quote(SEARCH_TEXT)
+            floor_path = f"{floor_url}/search?q={text}&first={args.first}"
+            wait_http(floor_path, floor)
+            query = SEARCH_QUERY % (SEARCH_TEXT, args.first)
+            via_gateway = post_graphql(gateway_url, query)["search"]
+            direct = get_json(floor_path)["search"]
+            if via_gateway != direct:
+                raise SystemExit(f"gateway and floor disagree on search at {count}")
+            log(
+                f"{count:,} products: {direct['totalCount']} hits for {SEARCH_TEXT}, "
+                f"{len(direct['edges'])} on the page, {len(direct['categoryFacets'])} facets"
+            )
+            name = f'search("{SEARCH_TEXT}", first: {args.first}) @ {count:,} products'
+            samples = measure(
+                name,
+                {
+                    "floor": (floor_path, "get.lua", ""),
+                    "gateway": (f"{gateway_url}/graphql", "graphql.lua", query),
+                },
+                args,
+            )
+        results[count] = medians_of(samples)
+        print_table(f"{name} ({direct['totalCount']} hits)", results[count], args)
+    return results
+
+
+def bench_nearby(base_env: dict[str, str], args: argparse.Namespace) -> dict[int, Medians]:
+    results: dict[int, Medians] = {}
+    for count in args.stores:
+        database = f"store_{count}"
+        log(f"generating {count:,} stores into {database}")
+        started = time.monotonic()
+        subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "store_svc.bigdata",
+                "--stores",
+                str(count),
+                "--database",
+                database,
+            ],
+            env=base_env,
+            cwd=ROOT,
+            check=True,
+        )
+        log(f"generated in {time.monotonic() - started:.0f} s")
+        ports = {name: free_port() for name in ("store", "gateway", "floor")}
+        env = {
+            **base_env,
+            "STORE_DATABASE": database,
+            "STORE_PORT": str(ports["store"]),
+            "STORE_SWEEP_INTERVAL_SECONDS": "0",
+            "GATEWAY_PORT": str(ports["gateway"]),
+            "GATEWAY_STORE_ADDR": f"127.0.0.1:{ports['store']}",
+        }
+        with stack(env) as running:
+            store = running.spawn("-m", "store_svc")
+            gateway = running.spawn("-m", "gateway")
+            floor = running.floor(ports["floor"])
+            wait_serving("store-svc", f"127.0.0.1:{ports['store']}", store)
+            gateway_url = f"http://127.0.0.1:{ports['gateway']}"
+            floor_url = f"http://127.0.0.1:{ports['floor']}"
+            wait_http(f"{gateway_url}/healthz", gateway)
+            floor_path = (
+                f"{floor_url}/nearby?lat={LAT}&lng={LNG}&radius={RADIUS_KM}&sku={STOCKED_SKU}"
+            )
+            wait_http(floor_path, floor)
+            query = NEARBY_QUERY % (LAT, LNG, RADIUS_KM, STOCKED_SKU)
+            via_gateway = post_graphql(gateway_url, query)["nearbyStores"]
+            direct = get_json(floor_path)["nearbyStores"]
+            ids = [[s["store"]["id"] for s in d] for d in (via_gateway, direct)]
+            if ids[0] != ids[1]:
+                raise SystemExit(f"gateway and floor disagree on nearby stores at {count}: {ids}")
+            log(f"{count:,} stores: {len(direct)} stores within {RADIUS_KM} km stock the SKU")
+            name = f"nearbyStores({RADIUS_KM} km, 1 SKU) @ {count:,} stores"
+            samples = measure(
+                name,
+                {
+                    "floor": (floor_path, "get.lua", ""),
+                    "gateway": (f"{gateway_url}/graphql", "graphql.lua", query),
+                },
+                args,
+            )
+        results[count] = medians_of(samples)
+        print_table(f"{name} ({len(direct)} results)", results[count], args)
+    return results
+
+
+async def floor_burst(uri: str, database: str, partitions: int, clients: int, key: str) -> float:
+    """`clients` concurrent guarded reserve-one updates of one inventory-shaped document in
+    store-svc's inventory partition: the database work of ReserveStock's inventory step."""
+    from retail_kit.atomic import DocumentWriteGuard
+    from retail_kit.mongo import ServerFlavor, connect
+    from store_svc.partitioning import hot_collections
+
+    client = connect(uri, "bench-floor")
+    try:
+        collection = hot_collections(client[database], partitions).inventory.for_key(key)
+        store_id, sku_id = key.split(":")
+        await collection.insert_one(
+            {
+                "_id": key,
+                "store_id": store_id,
+                "sku_id": sku_id,
+                "on_hand": clients,
+                "reserved": 0,
+                "safety_stock": 0,
+                "available": clients,
+                "version": 0,
+                "trail_seq": 0,
+                "ops": [],
+            }
+        )
+        guard = DocumentWriteGuard(ServerFlavor.FERRETDB)
+
+        async def reserve(number: int) -> bool:
+            doc = await guard.find_one_and_update(
+                collection,
+                {"_id": key, "available": {"$gte": 1}},
+                {
+                    "$inc": {"reserved": 1, "available": -1, "version": 1},
+                    "$push": {"ops": {"$each": [f"r:floor-{number}:0"], "$slice": -100}},
+                },
+            )
+            return doc is not None
+
+        started = time.perf_counter()
+        done = await asyncio.gather(*(reserve(n) for n in range(clients)))
+        elapsed = time.perf_counter() - started
+        if not all(done):
+            raise RuntimeError("floor reservations failed")
+        return clients / elapsed
+    finally:
+        await client.close()
+
+
+def bench_reservations(base_env: dict[str, str], args: argparse.Namespace) -> dict[str, float]:
+    import grpc
+
+    from retail.store.v1 import store_pb2_grpc
+    from store_svc import settings as store_settings
+
+    store_bench = load_store_bench()
+    database = "store_demo"
+    port = free_port()
+    env = {
+        **base_env,
+        "STORE_DATABASE": database,
+        "STORE_PORT": str(port),
+        "STORE_SWEEP_INTERVAL_SECONDS": "0",
+    }
+    subprocess.run([sys.executable, "-m", "store_svc.seed"], env=env, cwd=ROOT, check=True)
+    partitions = store_settings.load().partitions
+    rates: dict[str, list[float]] = {"floor": [], "grpc": []}
+
+    async def grpc_burst(store_id: str) -> float:
+        async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
+            stub = store_pb2_grpc.StoreServiceStub(channel)
+            text = await store_bench.reservations_per_second(stub, store_id, args.clients, 1)
+        return float(text.split("/s", 1)[0])  # "21/s (rounds: 21)": whole units
+
+    with stack(env) as running:
+        store = running.spawn("-m", "store_svc")
+        wait_serving("store-svc", f"127.0.0.1:{port}", store)
+        # warm-up burst on a store the measured rounds do not use
+        asyncio.run(grpc_burst(RESERVE_STORE % 20))
+        asyncio.run(floor_burst(base_env["MONGODB_URI"], database, partitions, 4, "st_020:warm"))
+        for round_number in range(1, args.reserve_rounds + 1):
+            store_id = RESERVE_STORE % round_number
+            floor_rate = asyncio.run(
+                floor_burst(
+                    base_env["MONGODB_URI"],
+                    database,
+                    partitions,
+                    args.clients,
+                    f"{store_id}:floor_hot_sku",
+                )
+            )
+            grpc_rate = asyncio.run(grpc_burst(store_id))
+            rates["floor"].append(floor_rate)
+            rates["grpc"].append(grpc_rate)
+            print(
+                f"reservations round {round_number}: floor {floor_rate:.0f}/s, "
+                f"ReserveStock over gRPC {grpc_rate:.0f}/s",
+                flush=True,
+            )
+    medians = {name: statistics.median(values) for name, values in rates.items()}
+    print()
+    print(
+        f"reservations on one SKU, {args.clients} concurrent per burst, demo seed, "
+        f"{args.reserve_rounds} rounds, medians"
+    )
+    print(f"{'target':48} {'per s':>8}  rounds")
+    labels = {
+        "floor": "floor (guarded find_one_and_update, PyMongo)",
+        "grpc": "store-svc ReserveStock over gRPC",
+    }
+    for name, label in labels.items():
+        shown = ", ".join(f"{r:.0f}" for r in rates[name])
+        print(f"{label:48} {medians[name]:8.1f}  {shown}")
+    print(f"{'ReserveStock / floor':48} {medians['grpc'] / medians['floor']:7.2f}x", flush=True)
+    return medians
+
+
+def sizes(text: str) -> list[int]:
+    return [int(part.replace("_", "")) for part in text.split(",") if part]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--products", type=sizes, default=[1_000, 10_000], help="1000,10000")
+    parser.add_argument("--stores", type=sizes, default=[20, 200, 2_000], help="20,200,2000")
+    parser.add_argument("--connections", type=int, default=8, help="wrk connections")
+    parser.add_argument("--seconds", type=int, default=8, help="per wrk run")
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--first", type=int, default=20, help="search page size")
+    parser.add_argument("--clients", type=int, default=16, help="concurrent reservations")
+    parser.add_argument("--reserve-rounds", type=int, default=5)
+    parser.add_argument(
+        "--only", choices=("search", "nearby", "reservations"), action="append", default=None
+    )
+    args = parser.parse_args()
+    if shutil.which("wrk") is None:
+        raise SystemExit("wrk is missing: `apt-get install wrk` (make bench-discovery does it)")
+    if args.rounds < 3:
+        parser.error("--rounds must be at least 3")
+    scenarios = args.only or ["search", "nearby", "reservations"]
+
+    data_dir = ROOT / "var" / "bench" / "discovery"
+    shutil.rmtree(data_dir, ignore_errors=True)
+    database = EmbeddedFerretDB(data_dir, free_port()).start()
+    base_env = {**os.environ, "MONGODB_URI": database.uri, "LOG_LEVEL": "WARNING"}
+    cpu = next(
+        (
+            line.split(":", 1)[1].strip()
+            for line in Path("/proc/cpuinfo").read_text().splitlines()
+            if line.startswith("model name")
+        ),
+        "?",
+    )
+    print(f"{datetime.now(UTC):%Y-%m-%d %H:%M} UTC, {os.cpu_count()} cores, {cpu}", flush=True)
+    try:
+        search_results = bench_search(base_env, args) if "search" in scenarios else {}
+        nearby_results = bench_nearby(base_env, args) if "nearby" in scenarios else {}
+        if "reservations" in scenarios:
+            bench_reservations(base_env, args)
+        print_growth(f'search("{SEARCH_TEXT}")', "products", search_results)
+        print_growth("nearbyStores", "stores", nearby_results)
+    finally:
+        database.stop()
+
+
+if __name__ == "__main__":
+    main()
