@@ -3,20 +3,34 @@
 from __future__ import annotations
 
 import grpc
+from pymongo.asynchronous.database import AsyncDatabase
 
+from catalog_svc.posting_cache import PostingCache
 from catalog_svc.repository import CatalogRepository
 from catalog_svc.servicer import CatalogServicer
 from catalog_svc.settings import CatalogSettings
 from retail.catalog.v1 import catalog_pb2, catalog_pb2_grpc
+from retail_kit.atomic import DocumentWriteGuard
+from retail_kit.mongo import Document
 from retail_kit.server import ServiceContext, ServiceHost
+from retail_kit.settings import ServiceSettings
 
 NAME = "catalog-svc"
 SERVICE_NAMES = (catalog_pb2.DESCRIPTOR.services_by_name["CatalogService"].full_name,)
 
 
+def build_repository(
+    database: AsyncDatabase[Document], guard: DocumentWriteGuard, settings: ServiceSettings
+) -> CatalogRepository:
+    """The service's repository, with a posting cache unless `search_cache_entries` is 0."""
+    entries = settings.search_cache_entries if isinstance(settings, CatalogSettings) else 0
+    cache = PostingCache(entries) if entries > 0 else None
+    return CatalogRepository(database, guard, cache)
+
+
 def register(server: grpc.aio.Server, context: ServiceContext) -> None:
-    servicer = CatalogServicer(CatalogRepository(context.database, context.guard))
-    catalog_pb2_grpc.add_CatalogServiceServicer_to_server(servicer, server)
+    repository = build_repository(context.database, context.guard, context.settings)
+    catalog_pb2_grpc.add_CatalogServiceServicer_to_server(CatalogServicer(repository), server)
 
 
 async def on_ready(context: ServiceContext) -> None:

@@ -102,11 +102,17 @@ async def sync_documents(
 
 
 async def rebuild_indexes(repository: CatalogRepository) -> list[SeedReport]:
-    """Derives every index from the products collection (a scan: seed time only)."""
+    """Derives every index from the products collection (a scan: seed time only). The index
+    revision is bumped after the postings are written (also when the build failed half-way),
+    so every running replica drops its cached postings."""
     products = await repository.all_products()
-    reports = [
-        await sync_documents(repository.collection(collection), documents, delete_others=True)
-        for collection, documents in index_documents(products).items()
-    ]
-    await repository.mark_index_complete()
+    try:
+        reports = [
+            await sync_documents(repository.collection(collection), documents, delete_others=True)
+            for collection, documents in index_documents(products).items()
+        ]
+    except BaseException:
+        await repository.bump_search_revision()
+        raise
+    await repository.mark_index_complete()  # bumps the revision
     return reports

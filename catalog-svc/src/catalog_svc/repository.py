@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
+import uuid
+from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -24,6 +25,7 @@ from catalog_svc.domain import (
     SkuOption,
     barcode_key,
 )
+from catalog_svc.posting_cache import Posting, PostingCache
 from retail_kit.atomic import DocumentWriteGuard
 from retail_kit.mongo import Document, IndexDeclaration, ensure_indexes, find_by_ids
 
@@ -35,6 +37,7 @@ SKUS = "skus"  # _id: SKU id -> {product_id}: SKU ids are unique across the cata
 POSTINGS = "search_postings"  # _id: posting key -> {e: {product id: entry}}; see search.py
 META = "catalog_meta"
 INDEX_STATE_ID = "search_index"
+REVISION_ID = "search_revision"  # {value: fresh random hex per posting write}; posting_cache.py
 
 INDEXES = (
     IndexDeclaration(PRODUCTS, (("status", 1), ("_id", 1)), "status_id"),
@@ -174,10 +177,14 @@ def brand_from_document(doc: Document) -> Brand:
 
 class CatalogRepository:
     def __init__(
-        self, database: AsyncDatabase[Document], guard: DocumentWriteGuard | None = None
+        self,
+        database: AsyncDatabase[Document],
+        guard: DocumentWriteGuard | None = None,
+        cache: PostingCache | None = None,
     ) -> None:
         self._db = database
         self.guard = guard or DocumentWriteGuard()
+        self.cache = cache
 
     @property
     def database(self) -> AsyncDatabase[Document]:
@@ -211,13 +218,14 @@ class CatalogRepository:
         search index is known to be complete; before that (a database filled by other means
         than this service or the seed), from a scan of the products collection.
         """
-        if not await self.index_complete():
+        revision = await self._observe_revision()
+        if not await self._index_complete(revision):
             return await self.list_products_by_scan(
                 limit=limit, after_id=after_id, category_id=category_id
             )
         key = search.category_key(category_id) if category_id else search.ALL_KEY
-        posting = (await self.get_postings([key])).get(key, {})
-        ids = sorted(pid for pid in posting if after_id is None or pid > after_id)[:limit]
+        posting = (await self._postings([key], revision))[key]
+        ids = posting.ids_after(after_id, limit)
         found = await self.get_products(ids)
         # A product is in the posting only while active; the status check covers a write that
         # crashed between the product and its postings.
@@ -286,17 +294,68 @@ class CatalogRepository:
 
     # ------------------------------------------------------------------ search postings
 
-    async def get_postings(self, keys: Sequence[str]) -> dict[str, dict[str, list[Any]]]:
-        found = await find_by_ids(self._db[POSTINGS], keys)
-        return {key: dict(doc.get("e") or {}) for key, doc in found.items()}
+    async def get_postings(self, keys: Sequence[str]) -> dict[str, Mapping[str, Sequence[Any]]]:
+        """{key: {product id: entry}} for every key (an absent posting is empty). Served from
+        the posting cache while the index revision is unchanged; shared, do not modify."""
+        postings = await self._postings(keys, await self._observe_revision())
+        return {key: posting.entries for key, posting in postings.items()}
+
+    async def _postings(self, keys: Sequence[str], revision: str | None) -> dict[str, Posting]:
+        cache = self.cache
+        found: dict[str, Posting] = {}
+        if cache is not None and revision is not None:
+            for key in dict.fromkeys(keys):
+                if (cached := cache.get(key)) is not None:
+                    found[key] = cached
+        missing = [key for key in dict.fromkeys(keys) if key not in found]
+        read = await find_by_ids(self._db[POSTINGS], missing)
+        for key in missing:
+            doc = read.get(key)
+            found[key] = Posting(dict(doc.get("e") or {}) if doc else {})
+            if cache is not None and revision is not None:
+                cache.put(revision, key, found[key])
+        return found
+
+    async def search_revision(self) -> str:
+        """The catalog index revision ("" before the first posting write that bumped it)."""
+        doc = await self._db[META].find_one({"_id": REVISION_ID})
+        return str(doc.get("value", "")) if doc else ""
+
+    async def bump_search_revision(self) -> None:
+        """A fresh revision value, written AFTER the posting writes it covers (see
+        posting_cache.py): every replica's cache drops what it read before."""
+        await self._db[META].update_one(
+            {"_id": REVISION_ID}, {"$set": {"value": uuid.uuid4().hex}}, upsert=True
+        )
+
+    async def _observe_revision(self) -> str | None:
+        """Reads the revision first (before any posting) and tells the cache; None = no cache."""
+        if self.cache is None:
+            return None
+        revision = await self.search_revision()
+        self.cache.observe(revision)
+        return revision
+
+    async def _index_complete(self, revision: str | None) -> bool:
+        if self.cache is not None and revision is not None:
+            if self.cache.index_complete is not None and self.cache.revision == revision:
+                return self.cache.index_complete
+            complete = await self.index_complete()
+            self.cache.put_index_complete(revision, complete)
+            return complete
+        return await self.index_complete()
 
     async def index_complete(self) -> bool:
         return await self._db[META].find_one({"_id": INDEX_STATE_ID, "complete": True}) is not None
 
     async def mark_index_complete(self) -> None:
-        await self._db[META].replace_one(
-            {"_id": INDEX_STATE_ID}, {"_id": INDEX_STATE_ID, "complete": True}, upsert=True
-        )
+        """Set after a full build; bumps the revision (cached flags and postings drop)."""
+        try:
+            await self._db[META].replace_one(
+                {"_id": INDEX_STATE_ID}, {"_id": INDEX_STATE_ID, "complete": True}, upsert=True
+            )
+        finally:
+            await self.bump_search_revision()
 
     async def apply_postings(
         self,
@@ -309,7 +368,8 @@ class CatalogRepository:
 
         Each step sets or unsets one field of one posting document under that document's
         write guard, so concurrent writes of different products sharing a token never lose
-        each other's entries, and repeating the call changes nothing.
+        each other's entries, and repeating the call changes nothing. The index revision is
+        bumped after every step has ended, also when one failed (some steps may have landed).
         """
         collection = self._db[POSTINGS]
         field = f"e.{product_id}"
@@ -321,4 +381,10 @@ class CatalogRepository:
             self.guard.update_one(collection, {"_id": key}, {"$unset": {field: ""}})
             for key in set(old_keys) - set(new_keys)
         ]
-        await asyncio.gather(*steps)
+        if not steps:
+            return
+        results = await asyncio.gather(*steps, return_exceptions=True)
+        await self.bump_search_revision()
+        for result in results:
+            if isinstance(result, BaseException):
+                raise result

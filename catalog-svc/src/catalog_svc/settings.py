@@ -13,6 +13,10 @@ DEFAULT_PORT = 50051
 class CatalogSettings(ServiceSettings):
     port: int = DEFAULT_PORT
     database: str = "catalog"
+    # In-process search posting cache (posting_cache.py), bounded by the product entries it
+    # holds summed over its postings (~200 bytes each); 0 turns it off.
+    # CATALOG_SEARCH_CACHE_ENTRIES.
+    search_cache_entries: int = 500_000
 
 
 def load() -> CatalogSettings:
