@@ -55,6 +55,9 @@ class Stack:
     database: EmbeddedFerretDB | None = None
 
     def stop(self) -> None:
+        # A second Ctrl-C (or SIGTERM) must not cut the shutdown short and orphan FerretDB.
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
         for process in self.processes.values():
             if process.poll() is None:
                 process.send_signal(signal.SIGTERM)

@@ -9,6 +9,7 @@ import os
 import secrets
 import signal
 import socket
+import time
 from pathlib import Path
 
 import grpc
@@ -237,6 +238,8 @@ def test_ctrl_c_stops_every_process(stack: RunningStack) -> None:
     pids = [int(p) for p in (stack.data_dir / "stack.pids").read_text().split()]
     assert len(pids) == 5
     stack.process.send_signal(signal.SIGINT)
+    time.sleep(0.3)
+    stack.process.send_signal(signal.SIGINT)  # an impatient second Ctrl-C changes nothing
     assert stack.process.wait(60) == 0
     assert [pid for pid in pids if _alive(pid)] == []
     with pytest.raises(OSError), socket.create_connection(("127.0.0.1", stack.ferretdb_port), 1):
