@@ -43,7 +43,13 @@ from retail_kit.errors import (
     invalid_argument,
     not_found,
 )
-from retail_kit.paging import decode_page_token, encode_page_token, page_size, query_fingerprint
+from retail_kit.paging import (
+    decode_page_token,
+    encode_page_token,
+    invalid_page_token,
+    page_size,
+    query_fingerprint,
+)
 from retail_kit.validation import batch_ids, id_violation, require_id
 
 MAX_FILTER_IDS = 50
@@ -531,9 +537,4 @@ def _search_cursor(key: object) -> tuple[int, str] | None:
         and isinstance(key[1], str)
     ):
         return (-key[0], key[1])
-    raise ServiceError(
-        grpc.StatusCode.INVALID_ARGUMENT,
-        common_pb2.ERROR_REASON_INVALID_PAGE_TOKEN,
-        "page_token was not issued for this query",
-        violations=[FieldViolation("page_token", "malformed or issued for a different query")],
-    )
+    raise invalid_page_token()

@@ -6,7 +6,6 @@ from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-import grpc
 from google.protobuf.timestamp_pb2 import Timestamp
 
 from order_svc.domain import Channel, FulfillmentType, Money, Order, OrderStatus, PaymentStatus
@@ -16,12 +15,17 @@ from retail.order.v1 import order_pb2, order_pb2_grpc
 from retail_kit.errors import (
     Context,
     FieldViolation,
-    ServiceError,
     invalid_argument,
     not_found,
     unimplemented,
 )
-from retail_kit.paging import decode_page_token, encode_page_token, page_size, query_fingerprint
+from retail_kit.paging import (
+    decode_page_token,
+    encode_page_token,
+    invalid_page_token,
+    page_size,
+    query_fingerprint,
+)
 from retail_kit.validation import batch_ids, require_id
 
 FULFILLMENT_TO_PROTO = {
@@ -97,15 +101,6 @@ def order_to_proto(order: Order) -> order_pb2.Order:
     )
 
 
-def _invalid_page_token() -> ServiceError:
-    return ServiceError(
-        grpc.StatusCode.INVALID_ARGUMENT,
-        common_pb2.ERROR_REASON_INVALID_PAGE_TOKEN,
-        "page_token was not issued for this query",
-        violations=[FieldViolation("page_token", "malformed or issued for a different query")],
-    )
-
-
 def order_cursor_key(order: Order) -> list[Any]:
     """[create_time in epoch milliseconds (MongoDB's precision), id]: JSON for the token."""
     return [(order.create_time - _EPOCH) // _MILLISECOND, order.id]
@@ -122,7 +117,7 @@ def _order_cursor(key: Any) -> tuple[datetime, str] | None:
                 return _EPOCH + millis * _MILLISECOND, order_id
             except OverflowError:
                 pass
-    raise _invalid_page_token()
+    raise invalid_page_token()
 
 
 def _owner(request: order_pb2.ListOrdersRequest) -> tuple[str, str]:

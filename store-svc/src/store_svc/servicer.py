@@ -8,7 +8,6 @@ from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-import grpc
 from google.protobuf import timestamp_pb2
 from pymongo.errors import DuplicateKeyError
 
@@ -17,11 +16,16 @@ from retail.store.v1 import store_pb2, store_pb2_grpc
 from retail_kit.errors import (
     Context,
     FieldViolation,
-    ServiceError,
     invalid_argument,
     not_found,
 )
-from retail_kit.paging import decode_page_token, encode_page_token, page_size, query_fingerprint
+from retail_kit.paging import (
+    decode_page_token,
+    encode_page_token,
+    invalid_page_token,
+    page_size,
+    query_fingerprint,
+)
 from retail_kit.validation import batch_ids, id_violation, require_id
 from store_svc.domain import (
     Adjustment,
@@ -245,22 +249,13 @@ def _id_field(field: str, value: str, violations: list[FieldViolation]) -> None:
         violations.append(violation)
 
 
-def _invalid_page_token() -> ServiceError:
-    return ServiceError(
-        grpc.StatusCode.INVALID_ARGUMENT,
-        common_pb2.ERROR_REASON_INVALID_PAGE_TOKEN,
-        "page_token was not issued for this query",
-        violations=[FieldViolation("page_token", "malformed or issued for a different query")],
-    )
-
-
 def _store_cursor(key: Any) -> tuple[str, str] | None:
     """The (code, id) a ListStores token resumes after; None for the first page."""
     if key is None:
         return None
     if isinstance(key, list) and len(key) == 2 and all(isinstance(part, str) for part in key):
         return key[0], key[1]
-    raise _invalid_page_token()
+    raise invalid_page_token()
 
 
 class StoreServicer(store_pb2_grpc.StoreServiceServicer):
@@ -493,7 +488,7 @@ class StoreServicer(store_pb2_grpc.StoreServiceServicer):
         )
         before = decode_page_token(request.page_token, fingerprint)
         if before is not None and not (isinstance(before, int) and before > 0):
-            raise _invalid_page_token()
+            raise invalid_page_token()
         await self._require_store(request.store_id)
         adjustments, next_before = await self._inventory.trail(
             request.store_id, request.sku_id, limit=size, before=before

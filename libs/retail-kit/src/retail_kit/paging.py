@@ -50,7 +50,13 @@ def decode_page_token(token: str, fingerprint: str) -> Any:
             return payload["k"]
     except (binascii.Error, ValueError, KeyError, TypeError, UnicodeDecodeError):
         pass
-    raise ServiceError(
+    raise invalid_page_token()
+
+
+def invalid_page_token() -> ServiceError:
+    """For a token this API did not issue, or issued for another query; services also raise
+    it when a token decodes but its key is not of the shape their query uses."""
+    return ServiceError(
         grpc.StatusCode.INVALID_ARGUMENT,
         common_pb2.ERROR_REASON_INVALID_PAGE_TOKEN,
         "page_token was not issued for this query",
