@@ -1,13 +1,13 @@
 """The embedded default, as `make run` starts it.
 
-FerretDB (SQLite files under var/ferretdb, loopback only) -> demo data -> the four services ->
+SecantusDB (WiredTiger files under var/db, loopback only) -> demo data -> the four services ->
 the gateway. Waits until every service reports SERVING on the standard gRPC health check and
 the gateway answers, prints the GraphiQL address and demo tokens, and on Ctrl-C / SIGTERM
 stops every process it started (services first, the database last), leaving no orphan.
 
-MONGODB_URI points everything at an external MongoDB instead of starting FerretDB.
+MONGODB_URI points everything at an external MongoDB instead of starting the embedded one.
 Ports come from the services' own settings (CATALOG_PORT, GATEWAY_PORT, ...); DEVSTACK_DATA_DIR
-and DEVSTACK_FERRETDB_PORT move the database; DEVSTACK_SKIP_SEED=1 skips the demo data.
+and DEVSTACK_DB_PORT move the database, DEVSTACK_SYNC_ON_COMMIT=1 fsyncs every commit; DEVSTACK_SKIP_SEED=1 skips the demo data.
 """
 
 from __future__ import annotations
@@ -32,7 +32,7 @@ from gateway.auth import Role, issue_token
 from gateway.settings import load as load_gateway_settings
 from member_svc import settings as member_settings
 from order_svc import settings as order_settings
-from retail_kit.ferretdb import EmbeddedFerretDB
+from retail_kit.embedded import EmbeddedDatabase
 from retail_kit.settings import ServiceSettings, SettingsError, load_settings
 from store_svc import settings as store_settings
 
@@ -44,18 +44,19 @@ TOKEN_TTL = timedelta(hours=24)
 
 @dataclass(frozen=True, slots=True)
 class DevStackSettings:
-    data_dir: str = str(ROOT / "var" / "ferretdb")
-    ferretdb_port: int = 27117
+    data_dir: str = str(ROOT / "var" / "db")
+    db_port: int = 27117
+    sync_on_commit: bool = False
     skip_seed: bool = False
 
 
 @dataclass
 class Stack:
     processes: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
-    database: EmbeddedFerretDB | None = None
+    database: EmbeddedDatabase | None = None
 
     def stop(self) -> None:
-        # A second Ctrl-C (or SIGTERM) must not cut the shutdown short and orphan FerretDB.
+        # A second Ctrl-C (or SIGTERM) must not cut the shutdown short and orphan the database.
         signal.signal(signal.SIGINT, signal.SIG_IGN)
         signal.signal(signal.SIGTERM, signal.SIG_IGN)
         for process in self.processes.values():
@@ -141,18 +142,13 @@ def main() -> int:
     signal.signal(signal.SIGTERM, request_stop)
     env = dict(os.environ)
     try:
-        existing_data = "MONGODB_URI" in env or any(Path(config.data_dir).glob("*.sqlite"))
         if "MONGODB_URI" not in env:
-            stack.database = EmbeddedFerretDB(Path(config.data_dir), config.ferretdb_port)
+            stack.database = EmbeddedDatabase(
+                Path(config.data_dir), config.db_port, sync_on_commit=config.sync_on_commit
+            )
             stack.database.start()
             env["MONGODB_URI"] = stack.database.uri
-            print(f"[devstack] FerretDB on {stack.database.uri} (data in {config.data_dir})")
-        if existing_data:
-            # Data written by an earlier version: bring store-svc's layout up to date first
-            # (it refuses to start on an old layout; the migration is a no-op when current).
-            subprocess.run(
-                [sys.executable, "-m", "store_svc.repartition"], env=env, cwd=ROOT, check=True
-            )
+            print(f"[devstack] SecantusDB on {stack.database.uri} (data in {config.data_dir})")
         if not config.skip_seed:
             for module in ("catalog_svc.seed", "store_svc.seed", "member_svc.seed"):
                 subprocess.run([sys.executable, "-m", module], env=env, cwd=ROOT, check=True)

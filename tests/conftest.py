@@ -19,7 +19,7 @@ import pytest
 from opentelemetry.proto.collector.trace.v1 import trace_service_pb2, trace_service_pb2_grpc
 from opentelemetry.proto.trace.v1 import trace_pb2
 
-from retail_kit.ferretdb import free_port
+from retail_kit.embedded import free_port
 
 ROOT = Path(__file__).resolve().parents[1]
 STACK_START_TIMEOUT = 240.0
@@ -73,7 +73,7 @@ class RunningStack:
     gateway_url: str
     service_ports: dict[str, int]
     data_dir: Path
-    ferretdb_port: int
+    db_port: int
     output: list[str] = field(default_factory=list)
 
     def token(self, label: str) -> str:
@@ -99,11 +99,11 @@ def stack(
     """`make run`'s orchestrator on free loopback ports, exporting spans to the test collector."""
     _, collector_port = trace_collector
     data_dir = tmp_path_factory.mktemp("stack")
-    ports = {name: free_port() for name in (*SERVICES, "gateway", "ferretdb")}
+    ports = {name: free_port() for name in (*SERVICES, "gateway", "db")}
     env = {
         **os.environ,
         **{f"{name.upper()}_PORT": str(ports[name]) for name in (*SERVICES, "gateway")},
-        "DEVSTACK_FERRETDB_PORT": str(ports["ferretdb"]),
+        "DEVSTACK_DB_PORT": str(ports["db"]),
         "DEVSTACK_DATA_DIR": str(data_dir),
         "OTEL_EXPORTER_OTLP_ENDPOINT": f"http://127.0.0.1:{collector_port}",
         "OTEL_EXPORTER_OTLP_INSECURE": "true",
@@ -126,7 +126,7 @@ def stack(
         f"http://127.0.0.1:{ports['gateway']}",
         {name: ports[name] for name in SERVICES},
         data_dir,
-        ports["ferretdb"],
+        ports["db"],
         lines,
     )
     try:

@@ -242,5 +242,5 @@ def test_ctrl_c_stops_every_process(stack: RunningStack) -> None:
     stack.process.send_signal(signal.SIGINT)  # an impatient second Ctrl-C changes nothing
     assert stack.process.wait(60) == 0
     assert [pid for pid in pids if _alive(pid)] == []
-    with pytest.raises(OSError), socket.create_connection(("127.0.0.1", stack.ferretdb_port), 1):
+    with pytest.raises(OSError), socket.create_connection(("127.0.0.1", stack.db_port), 1):
         pass

@@ -9,7 +9,7 @@ import pytest
 
 from gateway.settings import GatewaySettings
 from gateway.testing import GatewayClient, running_gateway
-from retail_kit.ferretdb import free_port
+from retail_kit.embedded import free_port
 
 
 def _nested_sku_product(levels: int) -> str:

@@ -47,7 +47,7 @@ sys.path[:0] = [str(HERE), str(HERE.parent)]
 from devstack import wait_http, wait_serving  # noqa: E402
 from products import ROOT, Sample, wrk  # noqa: E402
 
-from retail_kit.ferretdb import EmbeddedFerretDB, free_port  # noqa: E402
+from retail_kit.embedded import EmbeddedDatabase, free_port  # noqa: E402
 
 SEARCH_TEXT = "咖啡"
 SEARCH_QUERY = (
@@ -491,7 +491,7 @@ def main() -> None:
 
     data_dir = ROOT / "var" / "bench" / "discovery"
     shutil.rmtree(data_dir, ignore_errors=True)
-    database = EmbeddedFerretDB(data_dir, free_port()).start()
+    database = EmbeddedDatabase(data_dir, free_port()).start()
     base_env = {**os.environ, "MONGODB_URI": database.uri, "LOG_LEVEL": "WARNING"}
     cpu = next(
         (

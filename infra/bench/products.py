@@ -27,7 +27,7 @@ sys.path.insert(0, str(ROOT / "infra"))
 
 from devstack import wait_http, wait_serving  # noqa: E402
 
-from retail_kit.ferretdb import EmbeddedFerretDB, free_port  # noqa: E402
+from retail_kit.embedded import EmbeddedDatabase, free_port  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
 FIELDS = "id title skus { id barcode price { amount currency } }"
@@ -85,7 +85,7 @@ def main() -> None:
 
     data_dir = ROOT / "var" / "bench" / "ferretdb"
     shutil.rmtree(data_dir, ignore_errors=True)
-    database = EmbeddedFerretDB(data_dir, free_port()).start()
+    database = EmbeddedDatabase(data_dir, free_port()).start()
     ports = {name: free_port() for name in ("catalog", "gateway", "floor")}
     env = {
         **os.environ,

@@ -21,7 +21,7 @@ from pathlib import Path
 
 from retail.common.v1 import common_pb2
 from retail.store.v1 import store_pb2, store_pb2_grpc
-from retail_kit.ferretdb import EmbeddedFerretDB, free_port
+from retail_kit.embedded import EmbeddedDatabase, free_port
 from retail_kit.testing import channel_to, running_service
 from store_svc import app
 from store_svc.bigdata import generate
@@ -143,7 +143,7 @@ if __name__ == "__main__":
     parser.add_argument("--rounds", type=int, default=3)
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as directory:
-        database = EmbeddedFerretDB(Path(directory), free_port()).start()
+        database = EmbeddedDatabase(Path(directory), free_port()).start()
         try:
             asyncio.run(main(database.uri, args.reservations, args.rounds))
         finally:

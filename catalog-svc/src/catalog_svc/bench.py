@@ -31,7 +31,7 @@ from catalog_svc.search import ALL_KEY
 from catalog_svc.seed import seed
 from catalog_svc.settings import CatalogSettings
 from retail.catalog.v1 import catalog_pb2, catalog_pb2_grpc
-from retail_kit.ferretdb import EmbeddedFerretDB, free_port
+from retail_kit.embedded import EmbeddedDatabase, free_port
 from retail_kit.paging import encode_page_token, query_fingerprint
 from retail_kit.server import ServiceHost
 
@@ -186,7 +186,7 @@ def main() -> None:
         asyncio.run(run(uri, args.products, args.runs, args.database, not args.no_scan, args.only))
         return
     with tempfile.TemporaryDirectory() as data_dir:
-        database = EmbeddedFerretDB(Path(data_dir), free_port()).start()
+        database = EmbeddedDatabase(Path(data_dir), free_port()).start()
         try:
             asyncio.run(
                 run(

@@ -19,7 +19,7 @@ from starlette.types import ASGIApp
 
 from gateway.app import create_app
 from gateway.settings import GatewaySettings
-from retail_kit.ferretdb import free_port
+from retail_kit.embedded import free_port
 
 START_TIMEOUT_SECONDS = 10.0
 

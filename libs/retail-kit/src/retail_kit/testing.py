@@ -1,6 +1,6 @@
 """pytest plugin (loaded with `-p retail_kit.testing`): a real database and real gRPC servers.
 
-Tests run against a FerretDB started once per session on a free loopback port (or against
+Tests run against the embedded database (SecantusDB) started once per session on a free loopback port (or against
 the server named by MONGODB_URI), and start services in-process on free loopback ports.
 """
 
@@ -15,7 +15,7 @@ from contextlib import asynccontextmanager
 import grpc
 import pytest
 
-from retail_kit.ferretdb import EmbeddedFerretDB, free_port
+from retail_kit.embedded import EmbeddedDatabase, free_port
 from retail_kit.server import OnReady, OnStop, Register, ServiceHost
 from retail_kit.settings import ServiceSettings
 
@@ -28,7 +28,7 @@ def mongo_uri(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     if external:
         yield external
         return
-    database = EmbeddedFerretDB(tmp_path_factory.mktemp("ferretdb"), free_port()).start()
+    database = EmbeddedDatabase(tmp_path_factory.mktemp("database"), free_port()).start()
     try:
         yield database.uri
     finally:
