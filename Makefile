@@ -6,13 +6,13 @@ PY := uv run --frozen
 
 .PHONY: run test install lint typecheck proto buf seed schema bench bench-discovery clean
 
-run: install ## start FerretDB, the four services and the gateway; seed; print GraphiQL and tokens
+run: install ## start the embedded database (SecantusDB), the four services and the gateway; seed; print GraphiQL and tokens
 	$(PY) python infra/devstack.py
 
 test: install lint typecheck buf ## everything CI checks
 	$(PY) pytest
 
-install: ## install whatever is missing (Python deps, FerretDB, buf)
+install: ## install whatever is missing (Python deps with SecantusDB, buf)
 	@bash infra/install.sh
 
 lint:
@@ -46,4 +46,4 @@ bench-discovery: install ## search, nearbyStores and reservations vs their floor
 	$(PY) python infra/bench/discovery.py
 
 clean:
-	rm -rf var/ferretdb var/bench
+	rm -rf var/db var/bench

@@ -1,4 +1,4 @@
-"""Search, listing, barcodes and prices over the seeded demo catalog (real gRPC, FerretDB).
+"""Search, listing, barcodes and prices over the seeded demo catalog (real gRPC, embedded database).
 
 Every expectation is computed here from demo_data, independently of the index.
 """

@@ -1,4 +1,5 @@
-"""Admin writes over real gRPC on FerretDB: validation, uniqueness, etags, idempotency, races."""
+"""Admin writes over real gRPC on the embedded database: validation, uniqueness, etags,
+idempotency, races."""
 
 from __future__ import annotations
 
@@ -491,6 +492,49 @@ async def test_concurrent_updates_sharing_a_token_lose_no_posting(catalog: Catal
         *(catalog.stub.UpdateProduct(catalog_pb2.UpdateProductRequest(product=p)) for p in renamed)
     )
     assert sorted(await catalog.search_ids("桂花")) == sorted(p.id for p in products)
+
+
+async def test_concurrent_moves_that_would_close_a_cycle_never_both_land(
+    catalog: Catalog,
+) -> None:
+    """a under b and b under a, concurrently: each alone is valid, together a cycle. The
+    category transaction's shared tree-version write lets exactly one through per round."""
+    for round_number in range(5):
+        a, b = f"cat_ring{round_number}_a", f"cat_ring{round_number}_b"
+        for category_id in (a, b):
+            await catalog.stub.UpsertCategory(
+                catalog_pb2.UpsertCategoryRequest(
+                    category=catalog_pb2.Category(
+                        id=category_id, name=text("环"), parent_id="cat_drinks"
+                    )
+                )
+            )
+        moves = [
+            catalog_pb2.Category(id=a, name=text("环"), parent_id=b),
+            catalog_pb2.Category(id=b, name=text("环"), parent_id=a),
+        ] * 4
+        results = await asyncio.gather(
+            *(
+                catalog.stub.UpsertCategory(catalog_pb2.UpsertCategoryRequest(category=c))
+                for c in moves
+            ),
+            return_exceptions=True,
+        )
+        refused = [r for r in results if isinstance(r, grpc.aio.AioRpcError)]
+        assert {e.code() for e in refused} <= {grpc.StatusCode.INVALID_ARGUMENT}
+        reply = await catalog.stub.ListCategories(catalog_pb2.ListCategoriesRequest())
+        parents = {c.id: c.parent_id for c in reply.categories}
+        assert not (parents[a] == b and parents[b] == a), parents
+        assert refused, "one direction must have been refused"
+
+
+async def test_concurrent_replays_of_one_create_make_one_product_with_its_claims(
+    catalog: Catalog,
+) -> None:
+    product = new_product(barcodes=(catalog.barcode(),), product_id="p_replayed")
+    results = await asyncio.gather(*(catalog.create(product, "replayed-once") for _ in range(10)))
+    assert len({r.SerializeToString() for r in results}) == 1
+    assert await catalog.barcode_owner(product.skus[0].barcode) == "p_replayed"
 
 
 async def test_index_built_in_bulk_equals_the_index_the_writes_kept(catalog: Catalog) -> None:

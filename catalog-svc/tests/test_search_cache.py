@@ -1,4 +1,4 @@
-"""The in-process posting cache over real gRPC and FerretDB: fresh after writes, coherent
+"""The in-process posting cache over real gRPC and the embedded database: fresh after writes, coherent
 across two service instances on one database (replicas), and no posting reads on a hit.
 
 Reads are counted on the wire: service A runs on a MongoDB client built here with a
@@ -79,9 +79,7 @@ async def replicas(mongo_uri: str) -> AsyncIterator[Replicas]:
     )
 
     def register_instrumented(server: grpc.aio.Server, context: ServiceContext) -> None:
-        repository = app.build_repository(
-            client[settings.database], context.guard, context.settings
-        )
+        repository = app.build_repository(client[settings.database], context.settings)
         catalog_pb2_grpc.add_CatalogServiceServicer_to_server(CatalogServicer(repository), server)
 
     try:

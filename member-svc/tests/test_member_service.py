@@ -1,4 +1,4 @@
-"""member-svc over a real gRPC socket against a real FerretDB (or MONGODB_URI)."""
+"""member-svc over a real gRPC socket against the embedded database (or MONGODB_URI)."""
 
 from __future__ import annotations
 

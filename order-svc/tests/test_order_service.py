@@ -1,4 +1,4 @@
-"""order-svc over a real gRPC socket against a real FerretDB (or MONGODB_URI).
+"""order-svc over a real gRPC socket against the embedded database (or MONGODB_URI).
 
 There is no PlaceOrder yet, so orders are written with the repository's own mapping straight
 into the test database and read back over gRPC.

@@ -1,4 +1,4 @@
-"""Inventory, adjustments and reservations over real gRPC against a real FerretDB.
+"""Inventory, adjustments and reservations over real gRPC against the embedded database.
 
 Concurrency tests run many calls at once through the service and then check the
 invariants on the documents themselves: on_hand >= reserved >= 0, reserved equals the sum
@@ -20,7 +20,8 @@ from google.protobuf import timestamp_pb2
 from retail.store.v1 import store_pb2
 from retail_kit.errors import RpcErrorDetails
 from store_svc import app
-from store_svc.partitioning import HotCollections, hot_collections
+from store_svc.inventory import INVENTORY
+from store_svc.reservations import RESERVATIONS
 
 from .conftest import Service, store_message
 
@@ -73,26 +74,20 @@ async def failure(call: object) -> RpcErrorDetails:
     return RpcErrorDetails.from_rpc_error(caught.value)
 
 
-def hot(service: Service) -> HotCollections:
-    """The service's partitioned collections (the test settings keep the default count)."""
-    return hot_collections(service.database)
-
-
 async def reservation_doc(service: Service, order_id: str) -> dict[str, object] | None:
-    return await hot(service).reservations.for_key(order_id).find_one({"_id": order_id})
+    return await service.database[RESERVATIONS].find_one({"_id": order_id})
 
 
 async def assert_invariants(service: Service, store_id: str, sku_ids: list[str]) -> None:
     live: dict[str, int] = dict.fromkeys(sku_ids, 0)
-    for partition in hot(service).reservations:
-        async for doc in partition.find({"store_id": store_id}):
-            assert doc["status"] in ("reserved", "committed", "released", "failed"), doc
-            if doc["status"] == "reserved":
-                for item in doc["lines"]:
-                    live[item["sku_id"]] = live.get(item["sku_id"], 0) + item["quantity"]
+    async for doc in service.database[RESERVATIONS].find({"store_id": store_id}):
+        assert doc["status"] in ("reserved", "committed", "released", "failed"), doc
+        if doc["status"] == "reserved":
+            for item in doc["lines"]:
+                live[item["sku_id"]] = live.get(item["sku_id"], 0) + item["quantity"]
     for sku_id in sku_ids:
         key = f"{store_id}:{sku_id}"
-        doc = await hot(service).inventory.for_key(key).find_one({"_id": key})
+        doc = await service.database[INVENTORY].find_one({"_id": key})
         assert doc is not None
         assert doc["on_hand"] >= doc["reserved"] >= 0, doc
         assert doc["reserved"] == live[sku_id], (doc, live)

@@ -1,4 +1,4 @@
-"""store-svc over a real gRPC socket against a real FerretDB (or MONGODB_URI)."""
+"""store-svc over a real gRPC socket against the embedded database (or MONGODB_URI)."""
 
 from __future__ import annotations
 
@@ -9,16 +9,11 @@ from datetime import time
 import grpc
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
-from pymongo import AsyncMongoClient
 
 from retail.common.v1 import common_pb2
 from retail.store.v1 import store_pb2, store_pb2_grpc
-from retail_kit.atomic import DocumentWriteGuard
 from retail_kit.errors import RpcErrorDetails
-from retail_kit.mongo import Document
 from retail_kit.paging import encode_page_token, query_fingerprint
-from retail_kit.partitions import PartitionLayoutMismatch, stored_partitions
-from retail_kit.server import ServiceContext
 from retail_kit.testing import channel_to, running_service, unique_name
 from store_svc import app
 from store_svc.domain import (
@@ -254,22 +249,3 @@ async def test_bad_paging_is_invalid_argument(
     assert [v.field for v in details.violations] == [field]
     if field == "page_token":
         assert details.reason == "INVALID_PAGE_TOKEN"
-
-
-async def test_another_partition_count_refuses_to_start(mongo_uri: str) -> None:
-    """The partition count is recorded on first start; another one never turns SERVING."""
-    name = unique_name("store_layout")
-    client: AsyncMongoClient[Document] = AsyncMongoClient(mongo_uri)
-    try:
-        for partitions in (8, 8):
-            settings = StoreSettings(mongodb_uri=mongo_uri, database=name, partitions=partitions)
-            context = ServiceContext(settings, client, client[name], DocumentWriteGuard())
-            await app.on_ready(context)
-            await app.on_stop(context)
-        assert await stored_partitions(client[name], "inventory") == 8
-        settings = StoreSettings(mongodb_uri=mongo_uri, database=name, partitions=16)
-        context = ServiceContext(settings, client, client[name], DocumentWriteGuard())
-        with pytest.raises(PartitionLayoutMismatch, match="8 partitions"):
-            await app.on_ready(context)
-    finally:
-        await client.close()

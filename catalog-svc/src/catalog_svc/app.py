@@ -10,7 +10,6 @@ from catalog_svc.repository import CatalogRepository
 from catalog_svc.servicer import CatalogServicer
 from catalog_svc.settings import CatalogSettings
 from retail.catalog.v1 import catalog_pb2, catalog_pb2_grpc
-from retail_kit.atomic import DocumentWriteGuard
 from retail_kit.mongo import Document
 from retail_kit.server import ServiceContext, ServiceHost
 from retail_kit.settings import ServiceSettings
@@ -20,16 +19,16 @@ SERVICE_NAMES = (catalog_pb2.DESCRIPTOR.services_by_name["CatalogService"].full_
 
 
 def build_repository(
-    database: AsyncDatabase[Document], guard: DocumentWriteGuard, settings: ServiceSettings
+    database: AsyncDatabase[Document], settings: ServiceSettings
 ) -> CatalogRepository:
     """The service's repository, with a posting cache unless `search_cache_entries` is 0."""
     entries = settings.search_cache_entries if isinstance(settings, CatalogSettings) else 0
     cache = PostingCache(entries) if entries > 0 else None
-    return CatalogRepository(database, guard, cache)
+    return CatalogRepository(database, cache)
 
 
 def register(server: grpc.aio.Server, context: ServiceContext) -> None:
-    repository = build_repository(context.database, context.guard, context.settings)
+    repository = build_repository(context.database, context.settings)
     catalog_pb2_grpc.add_CatalogServiceServicer_to_server(CatalogServicer(repository), server)
 
 

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
+from pymongo.asynchronous.client_session import AsyncClientSession
 from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.asynchronous.database import AsyncDatabase
 
@@ -26,8 +27,7 @@ from catalog_svc.domain import (
     barcode_key,
 )
 from catalog_svc.posting_cache import Posting, PostingCache
-from retail_kit.atomic import DocumentWriteGuard
-from retail_kit.mongo import Document, IndexDeclaration, ensure_indexes, find_by_ids
+from retail_kit.mongo import Document, IndexDeclaration, ensure_indexes, find_by_ids, upsert_one
 
 PRODUCTS = "products"
 CATEGORIES = "categories"
@@ -179,11 +179,9 @@ class CatalogRepository:
     def __init__(
         self,
         database: AsyncDatabase[Document],
-        guard: DocumentWriteGuard | None = None,
         cache: PostingCache | None = None,
     ) -> None:
         self._db = database
-        self.guard = guard or DocumentWriteGuard()
         self.cache = cache
 
     @property
@@ -283,10 +281,17 @@ class CatalogRepository:
         cursor = self._db[CATEGORIES].find({}).sort("_id", 1)
         return [category_from_document(doc) async for doc in cursor]
 
-    async def category_parents(self) -> dict[str, str | None]:
+    async def category_parents(
+        self, session: AsyncClientSession | None = None
+    ) -> dict[str, str | None]:
         """The whole tree as id -> parent id (a few dozen small documents)."""
-        cursor = self._db[CATEGORIES].find({}, {"parent_id": 1})
+        cursor = self._db[CATEGORIES].find({}, {"parent_id": 1}, session=session)
         return {doc["_id"]: doc.get("parent_id") async for doc in cursor}
+
+    async def in_transaction(self, work: Callable[[AsyncClientSession], Awaitable[None]]) -> None:
+        """Runs `work` in one transaction, retried on transient errors (write conflicts)."""
+        async with self._db.client.start_session() as session:
+            await session.with_transaction(work)
 
     async def get_brands(self, brand_ids: Sequence[str]) -> dict[str, Brand]:
         found = await find_by_ids(self._db[BRANDS], brand_ids)
@@ -366,19 +371,16 @@ class CatalogRepository:
     ) -> None:
         """Puts the product's entry into each new posting and takes it out of the old ones.
 
-        Each step sets or unsets one field of one posting document under that document's
-        write guard, so concurrent writes of different products sharing a token never lose
+        Each step sets or unsets one field of one posting document, one atomic update on
+        the server, so concurrent writes of different products sharing a token never lose
         each other's entries, and repeating the call changes nothing. The index revision is
         bumped after every step has ended, also when one failed (some steps may have landed).
         """
         collection = self._db[POSTINGS]
         field = f"e.{product_id}"
-        steps = [
-            self.guard.update_one(collection, {"_id": key}, {"$set": {field: entry}}, upsert=True)
-            for key in new_keys
-        ]
+        steps = [upsert_one(collection, {"_id": key}, {"$set": {field: entry}}) for key in new_keys]
         steps += [
-            self.guard.update_one(collection, {"_id": key}, {"$unset": {field: ""}})
+            collection.update_one({"_id": key}, {"$unset": {field: ""}})
             for key in set(old_keys) - set(new_keys)
         ]
         if not steps:

@@ -1,7 +1,8 @@
 """Admin writes without transactions: claims, one conditional product write, postings.
 
-Every write to a product runs while the service holds that product's write guard (on
-FerretDB; MongoDB's single-document atomicity does the same for the conditional replace).
+Every write relies on the server's single-document atomicity, so any number of replicas may
+write at once: a product is replaced only if its revision is still the one read, a claim is
+an insert under the `_id` index (or a replace conditioned on the stale claim it takes over).
 The steps, each idempotent and each compensated when a later one fails:
 
 1. claim the new SKU ids and barcodes: insert `{_id: sku id}` into `skus` and
@@ -15,6 +16,11 @@ The steps, each idempotent and each compensated when a later one fails:
 A crash between steps leaves either claims without a product (a claim older than
 `STALE_CLAIM_AFTER` whose product does not carry it is taken over by the next claimant) or
 postings that a retry of the same call, or the seed's rebuild, sets right.
+
+The category tree is the one rule that spans documents (no cycles: a move is judged
+against every other category's parent), so an upsert runs in a transaction that also
+bumps one tree-version document: two concurrent moves that would together make a cycle
+both write that document, and the server aborts one of them (write conflict) to retry.
 """
 
 from __future__ import annotations
@@ -27,6 +33,7 @@ from collections.abc import Callable, Sequence
 from datetime import UTC, datetime, timedelta
 
 import grpc
+from pymongo.asynchronous.client_session import AsyncClientSession
 from pymongo.errors import DuplicateKeyError
 
 from catalog_svc import search
@@ -35,6 +42,7 @@ from catalog_svc.repository import (
     BARCODES,
     BRANDS,
     CATEGORIES,
+    META,
     PRODUCTS,
     SKUS,
     CatalogRepository,
@@ -51,7 +59,8 @@ from retail_kit.errors import FieldViolation, ServiceError, invalid_argument, no
 from retail_kit.mongo import Document
 
 STALE_CLAIM_AFTER = timedelta(minutes=2)
-_TREE_LOCK = "__tree__"
+CLAIM_ATTEMPTS = 5
+TREE_VERSION_ID = "category_tree"  # in META: bumped by every category upsert's transaction
 
 Clock = Callable[[], datetime]
 
@@ -101,7 +110,6 @@ class _Claim:
 class CatalogWriter:
     def __init__(self, repository: CatalogRepository, clock: Clock = utc_now) -> None:
         self._repo = repository
-        self._guard = repository.guard
         self._clock = clock
 
     # ------------------------------------------------------------------ products
@@ -111,32 +119,32 @@ class CatalogWriter:
         await self._check_references(product)
         request_hash = content_hash(product)
         products = self._repo.collection(PRODUCTS)
-        async with self._guard.hold(PRODUCTS, product.id):
-            existing = await products.find_one({"_id": product.id})
-            if existing is not None:
-                return await self._replayed_create(existing, request_id, request_hash)
-            now = self._clock()
-            created = dataclasses.replace(
-                product, status=ProductStatus.DRAFT, revision=1, create_time=now, update_time=now
+        existing = await products.find_one({"_id": product.id})
+        if existing is not None:
+            return await self._replayed_create(existing, request_id, request_hash)
+        now = self._clock()
+        created = dataclasses.replace(
+            product, status=ProductStatus.DRAFT, revision=1, create_time=now, update_time=now
+        )
+        claimed = await self._claim(created, _claims(created, created.skus, now))
+        try:
+            await products.insert_one(
+                product_to_document(created)
+                | {"request_id": request_id, "request_hash": request_hash}
             )
-            claimed = await self._claim(created, _claims(created, created.skus, now))
-            try:
-                await products.insert_one(
-                    product_to_document(created)
-                    | {"request_id": request_id, "request_hash": request_hash}
-                )
-            except DuplicateKeyError:
-                await self._release(created.id, [(c.collection, c.key) for c in claimed])
-                raise already_exists(
-                    "product.id",
-                    f"product {created.id!r} already exists",
-                    {"entity": "product", "id": created.id},
-                ) from None
-            except BaseException:
-                await self._release(created.id, [(c.collection, c.key) for c in claimed])
+        except DuplicateKeyError:
+            # A concurrent call inserted this product first: its claims may be the ones
+            # this call made, so only keys the stored product does not carry are released.
+            winner = await products.find_one({"_id": product.id})
+            await self._release_unless_carried(created.id, claimed, winner)
+            if winner is None:
                 raise
-            # A draft is in no posting; nothing to index yet.
-            return created
+            return await self._replayed_create(winner, request_id, request_hash)
+        except BaseException:
+            await self._release(created.id, [(c.collection, c.key) for c in claimed])
+            raise
+        # A draft is in no posting; nothing to index yet.
+        return created
 
     async def _replayed_create(
         self, existing: Document, request_id: str, request_hash: str
@@ -163,69 +171,67 @@ class CatalogWriter:
         """Replaces the content (not the status) when `etag` is the stored one."""
         await self._check_references(product)
         products = self._repo.collection(PRODUCTS)
-        async with self._guard.hold(PRODUCTS, product.id):
-            doc = await products.find_one({"_id": product.id})
-            if doc is None:
-                raise not_found("product", product.id)
-            current = product_from_document(doc)
-            if product_content(product) == product_content(current):
-                await self._reindex(doc)  # a retry of a call that got this far: no change
-                return current
-            if etag != current.etag:
-                raise stale_etag(current, etag)
-            now = self._clock()
-            updated = dataclasses.replace(
-                product,
-                status=current.status,
-                create_time=current.create_time,
-                update_time=now,
-                revision=current.revision + 1,
-            )
-            old_skus = {s.id for s in current.skus}
-            old_codes = {barcode_key(s.barcode) for s in current.skus if s.barcode}
-            claims = [
-                c
-                for c in _claims(updated, updated.skus, now)
-                if (c.collection == SKUS and c.key not in old_skus)
-                or (c.collection == BARCODES and c.key not in old_codes)
-            ]
-            claimed = await self._claim(updated, claims)
-            new_doc = product_to_document(updated) | {
-                k: doc[k] for k in ("request_id", "request_hash") if k in doc
-            }
-            await self._write_and_index(doc, new_doc, claimed)
-            keep_skus = {s.id for s in updated.skus}
-            keep_codes = {barcode_key(s.barcode) for s in updated.skus if s.barcode}
-            await self._release(
-                updated.id,
-                [
-                    *((SKUS, s) for s in old_skus - keep_skus),
-                    *((BARCODES, b) for b in old_codes - keep_codes),
-                ],
-            )
-            return updated
+        doc = await products.find_one({"_id": product.id})
+        if doc is None:
+            raise not_found("product", product.id)
+        current = product_from_document(doc)
+        if product_content(product) == product_content(current):
+            await self._reindex(doc)  # a retry of a call that got this far: no change
+            return current
+        if etag != current.etag:
+            raise stale_etag(current, etag)
+        now = self._clock()
+        updated = dataclasses.replace(
+            product,
+            status=current.status,
+            create_time=current.create_time,
+            update_time=now,
+            revision=current.revision + 1,
+        )
+        old_skus = {s.id for s in current.skus}
+        old_codes = {barcode_key(s.barcode) for s in current.skus if s.barcode}
+        claims = [
+            c
+            for c in _claims(updated, updated.skus, now)
+            if (c.collection == SKUS and c.key not in old_skus)
+            or (c.collection == BARCODES and c.key not in old_codes)
+        ]
+        claimed = await self._claim(updated, claims)
+        new_doc = product_to_document(updated) | {
+            k: doc[k] for k in ("request_id", "request_hash") if k in doc
+        }
+        await self._write_and_index(doc, new_doc, claimed)
+        keep_skus = {s.id for s in updated.skus}
+        keep_codes = {barcode_key(s.barcode) for s in updated.skus if s.barcode}
+        await self._release(
+            updated.id,
+            [
+                *((SKUS, s) for s in old_skus - keep_skus),
+                *((BARCODES, b) for b in old_codes - keep_codes),
+            ],
+        )
+        return updated
 
     async def set_status(self, product_id: str, status: ProductStatus, etag: str) -> Product:
         """Publish or archive; repeating it changes nothing."""
         products = self._repo.collection(PRODUCTS)
-        async with self._guard.hold(PRODUCTS, product_id):
-            doc = await products.find_one({"_id": product_id})
-            if doc is None:
-                raise not_found("product", product_id)
-            current = product_from_document(doc)
-            if current.status is status:
-                await self._reindex(doc)
-                return current
-            if etag and etag != current.etag:
-                raise stale_etag(current, etag)
-            changed = dataclasses.replace(
-                current, status=status, revision=current.revision + 1, update_time=self._clock()
-            )
-            new_doc = product_to_document(changed) | {
-                k: doc[k] for k in ("request_id", "request_hash") if k in doc
-            }
-            await self._write_and_index(doc, new_doc, [])
-            return changed
+        doc = await products.find_one({"_id": product_id})
+        if doc is None:
+            raise not_found("product", product_id)
+        current = product_from_document(doc)
+        if current.status is status:
+            await self._reindex(doc)
+            return current
+        if etag and etag != current.etag:
+            raise stale_etag(current, etag)
+        changed = dataclasses.replace(
+            current, status=status, revision=current.revision + 1, update_time=self._clock()
+        )
+        new_doc = product_to_document(changed) | {
+            k: doc[k] for k in ("request_id", "request_hash") if k in doc
+        }
+        await self._write_and_index(doc, new_doc, [])
+        return changed
 
     async def _write_and_index(
         self, old: Document, new: Document, claimed: Sequence[_Claim]
@@ -242,9 +248,9 @@ class CatalogWriter:
             {"_id": product_id, "revision": old.get("revision", 1)}, new
         )
         if result.matched_count == 0:
-            # Only without the guard (MongoDB, several writers): someone else won the race.
-            await self._release(product_id, [(c.collection, c.key) for c in claimed])
+            # Another writer (this replica or another) replaced it since it was read.
             latest = await self._repo.collection(PRODUCTS).find_one({"_id": product_id})
+            await self._release_unless_carried(product_id, claimed, latest)
             if latest is not None:
                 await self._reindex(latest)
             raise stale_etag(product_from_document(latest or old), product_from_document(old).etag)
@@ -303,16 +309,15 @@ class CatalogWriter:
     async def _claim_one(self, product: Product, claim: _Claim) -> bool:
         """True when this call made the claim, False when the product held it already."""
         collection = self._repo.collection(claim.collection)
-        try:
-            await collection.insert_one(claim.document)
-            return True
-        except DuplicateKeyError:
-            pass
-        async with self._guard.hold(claim.collection, claim.key):
-            held = await collection.find_one({"_id": claim.key})
-            if held is None:
+        for _ in range(CLAIM_ATTEMPTS):
+            try:
                 await collection.insert_one(claim.document)
                 return True
+            except DuplicateKeyError:
+                pass
+            held = await collection.find_one({"_id": claim.key})
+            if held is None:
+                continue  # released meanwhile: try the insert again
             if held["product_id"] == product.id:
                 return False
             if not await self._is_stale(claim, held):
@@ -326,8 +331,23 @@ class CatalogWriter:
                         "product_id": str(held["product_id"]),
                     },
                 )
-            await collection.replace_one({"_id": claim.key}, claim.document)
-            return True
+            # Take over exactly the stale claim that was judged, not a newer one.
+            taken = await collection.replace_one(
+                {
+                    "_id": claim.key,
+                    "product_id": held["product_id"],
+                    "claimed_at": held.get("claimed_at"),
+                },
+                claim.document,
+            )
+            if taken.matched_count == 1:
+                return True
+        raise ServiceError(
+            grpc.StatusCode.ABORTED,
+            common_pb2.ERROR_REASON_INVALID_STATE,
+            f"{claim.key!r} is being claimed concurrently: retry",
+            metadata={"id": claim.key},
+        )
 
     async def _is_stale(self, claim: _Claim, held: Document) -> bool:
         """A claim left by a write that crashed: old, and its product does not carry the key."""
@@ -342,45 +362,66 @@ class CatalogWriter:
         return all(not s.barcode or barcode_key(s.barcode) != claim.key for s in owner.skus)
 
     async def _release(self, product_id: str, claims: Sequence[tuple[str, str]]) -> None:
-        async def release(collection: str, key: str) -> None:
-            async with self._guard.hold(collection, key):
-                await self._repo.collection(collection).delete_one(
-                    {"_id": key, "product_id": product_id}
-                )
+        await asyncio.gather(
+            *(
+                self._repo.collection(c).delete_one({"_id": k, "product_id": product_id})
+                for c, k in claims
+            )
+        )
 
-        await asyncio.gather(*(release(c, k) for c, k in claims))
+    async def _release_unless_carried(
+        self, product_id: str, claimed: Sequence[_Claim], stored: Document | None
+    ) -> None:
+        """Releases the claims made by a call that lost a race, except the keys the stored
+        product (the winner's write) carries: those claims are the winner's now."""
+        carried: set[tuple[str, str]] = set()
+        if stored is not None:
+            for sku in product_from_document(stored).skus:
+                carried.add((SKUS, sku.id))
+                if sku.barcode:
+                    carried.add((BARCODES, barcode_key(sku.barcode)))
+        await self._release(
+            product_id,
+            [(c.collection, c.key) for c in claimed if (c.collection, c.key) not in carried],
+        )
 
     # ------------------------------------------------------------------ categories, brands
 
     async def upsert_category(self, category: Category) -> Category:
         """Creates or replaces; the parent must exist and may not lie below the category."""
-        async with self._guard.hold(CATEGORIES, _TREE_LOCK):
-            parents = await self._repo.category_parents()
-            if category.parent_id is not None:
-                if category.parent_id not in parents:
+        await self._repo.in_transaction(lambda session: self._upsert_category(category, session))
+        return category
+
+    async def _upsert_category(self, category: Category, session: AsyncClientSession) -> None:
+        parents = await self._repo.category_parents(session)
+        if category.parent_id is not None:
+            if category.parent_id not in parents:
+                raise invalid_argument(
+                    FieldViolation(
+                        "category.parent_id",
+                        f"category {category.parent_id!r} does not exist",
+                    )
+                )
+            ancestor: str | None = category.parent_id
+            seen: set[str] = set()
+            while ancestor is not None and ancestor not in seen:
+                if ancestor == category.id:
                     raise invalid_argument(
                         FieldViolation(
                             "category.parent_id",
-                            f"category {category.parent_id!r} does not exist",
+                            f"{category.parent_id!r} lies below {category.id!r}: "
+                            "that would make a cycle",
                         )
                     )
-                ancestor: str | None = category.parent_id
-                seen: set[str] = set()
-                while ancestor is not None and ancestor not in seen:
-                    if ancestor == category.id:
-                        raise invalid_argument(
-                            FieldViolation(
-                                "category.parent_id",
-                                f"{category.parent_id!r} lies below {category.id!r}: "
-                                "that would make a cycle",
-                            )
-                        )
-                    seen.add(ancestor)
-                    ancestor = parents.get(ancestor)
-            await self._repo.collection(CATEGORIES).replace_one(
-                {"_id": category.id}, category_to_document(category), upsert=True
-            )
-            return category
+                seen.add(ancestor)
+                ancestor = parents.get(ancestor)
+        await self._repo.collection(CATEGORIES).replace_one(
+            {"_id": category.id}, category_to_document(category), upsert=True, session=session
+        )
+        # The write every tree change shares: concurrent moves conflict here.
+        await self._repo.collection(META).update_one(
+            {"_id": TREE_VERSION_ID}, {"$inc": {"version": 1}}, upsert=True, session=session
+        )
 
     async def upsert_brand(self, brand: Brand) -> Brand:
         await self._repo.collection(BRANDS).replace_one(

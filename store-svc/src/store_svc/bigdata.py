@@ -17,7 +17,6 @@ from datetime import time
 from tqdm import tqdm
 
 from retail_kit.mongo import connect
-from retail_kit.partitions import DEFAULT_PARTITIONS
 from store_svc import settings
 from store_svc.demo_data import demo_inventory_for
 from store_svc.domain import (
@@ -29,9 +28,9 @@ from store_svc.domain import (
     StoreStatus,
     StoreType,
 )
-from store_svc.partitioning import hot_collections
+from store_svc.inventory import INVENTORY
 from store_svc.repository import DuplicateStore, StoreRepository
-from store_svc.seed import insert_missing_partitioned
+from store_svc.seed import insert_missing
 
 SEED = 3
 # (city, latitude, longitude, weight, spread in degrees)
@@ -77,15 +76,11 @@ def big_stores(count: int) -> list[Store]:
     return stores
 
 
-async def generate(
-    uri: str, database_name: str, count: int, skus: int, partitions: int = DEFAULT_PARTITIONS
-) -> None:
+async def generate(uri: str, database_name: str, count: int, skus: int) -> None:
     client = connect(uri, "store-bigdata")
     try:
         database = client[database_name]
-        hot = hot_collections(database, partitions)
-        await hot.ensure_layout()
-        repository = StoreRepository(database, collections=hot)
+        repository = StoreRepository(database)
         await repository.ensure_indexes()
         stores = big_stores(count)
         for store in tqdm(stores, desc="stores", unit="store", file=sys.stderr):
@@ -94,9 +89,7 @@ async def generate(
             except DuplicateStore:
                 await repository.reindex_store(store)
         sku_ids = [f"p_{n:04d}_s1" for n in range(1, skus + 1)]
-        report = await insert_missing_partitioned(
-            hot.inventory, demo_inventory_for(stores, sku_ids)
-        )
+        report = await insert_missing(database, INVENTORY, demo_inventory_for(stores, sku_ids))
         print(f"{count} stores; {report}")
     finally:
         await client.close()
@@ -115,7 +108,6 @@ def main() -> None:
             args.database or config.database,
             args.stores,
             args.skus,
-            config.partitions,
         )
     )
 

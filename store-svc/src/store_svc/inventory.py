@@ -3,9 +3,15 @@
 One document per (store, SKU), `_id` "<store_id>:<sku_id>", holds on_hand, reserved,
 safety_stock and the derived `available` (= max(0, on_hand - reserved - safety_stock)),
 rewritten together by every change so a reader or a conditional filter never sees them
-disagree. Every change is a read-compute-write of that one document under the kit's write
-guard (the document's lock on FerretDB) with a `version` compare-and-set, which is what
-makes it atomic on MongoDB as well (a lost race there re-reads and retries).
+disagree. Every change is atomic on that one document, so any number of store-svc replicas
+may change stock at once:
+
+- the hot steps are single conditional updates the server applies atomically: a reserve
+  is `{available >= q} -> reserved += q, available -= q` (exact: available was >= q > 0,
+  so it equalled on_hand - reserved - safety), a commit is `{reserved >= q} -> on_hand -= q,
+  reserved -= q` (available unchanged);
+- every other change (adjustments, safety stock, releases) is a read-compute-write with a
+  `version` compare-and-set: a lost race re-reads and retries.
 
 Invariants kept by every change: 0 <= reserved <= on_hand (an adjustment may not take on
 hand below what is reserved; a commit takes both down together), safety_stock >= 0.
@@ -27,15 +33,20 @@ from typing import Any
 from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import DuplicateKeyError
 
-from retail_kit.atomic import DocumentWriteGuard
-from retail_kit.mongo import Document, find_by_ids
+from retail_kit.mongo import Document, IndexDeclaration, find_by_ids
 from store_svc.domain import Adjustment, AdjustmentReason, InventoryLevel
 from store_svc.errors import invalid_state, key_reused
-from store_svc.partitioning import ADJUSTMENTS, INVENTORY, HotCollections, hot_collections
 
 __all__ = ["ADJUSTMENTS", "INVENTORY", "TRAIL", "InventoryBook"]
 
-TRAIL = "inventory_trail"
+INVENTORY = "inventory"  # _id "<store>:<sku>"
+ADJUSTMENTS = "adjustments"  # _id = idempotency key
+TRAIL = "inventory_trail"  # _id "<store>:<sku>:<sequence>"
+
+INDEXES = (
+    # A store's stock list (BatchGetInventory reads by _id; this serves scans by store).
+    IndexDeclaration(INVENTORY, (("store_id", 1), ("sku_id", 1)), "store_sku"),
+)
 OPS_KEPT = 100
 MAX_CAS_ATTEMPTS = 50
 
@@ -96,6 +107,14 @@ class MissingInventory(Exception):
     pass
 
 
+class Short(Exception):
+    """Not enough available stock for a reserve; `available` is what there was."""
+
+    def __init__(self, available: int) -> None:
+        super().__init__(available)
+        self.available = available
+
+
 class OnHandBelowReserved(Exception):
     def __init__(self, level: InventoryLevel) -> None:
         super().__init__(level)
@@ -109,32 +128,69 @@ class AdjustmentResult:
 
 
 class InventoryBook:
-    """Inventory documents in the `inventory` partitions (by "<store>:<sku>"), adjustment
-    records in the `adjustments` partitions (by idempotency key), the trail in one
-    insert-only collection."""
+    """Inventory documents (by "<store>:<sku>"), adjustment records (by idempotency key) and
+    the insert-only trail."""
 
-    def __init__(
-        self,
-        database: AsyncDatabase[Document],
-        guard: DocumentWriteGuard,
-        collections: HotCollections | None = None,
-    ) -> None:
+    def __init__(self, database: AsyncDatabase[Document]) -> None:
         self._db = database
-        self._guard = guard
-        self._hot = collections or hot_collections(database)
+        self._inventory = database[INVENTORY]
+        self._records = database[ADJUSTMENTS]
 
     @property
-    def collections(self) -> HotCollections:
-        return self._hot
+    def database(self) -> AsyncDatabase[Document]:
+        return self._db
 
     async def levels(self, store_id: str, sku_ids: Sequence[str]) -> dict[str, InventoryLevel]:
         ids = [inventory_id(store_id, sku) for sku in sku_ids]
-        found = await self._hot.inventory.find_by_ids(ids)
+        found = await find_by_ids(self._inventory, ids)
         return {doc["sku_id"]: level_from_document(doc) for doc in found.values()}
 
     async def levels_by_id(self, ids: Sequence[str]) -> dict[str, InventoryLevel]:
-        found = await self._hot.inventory.find_by_ids(ids)
+        found = await find_by_ids(self._inventory, ids)
         return {key: level_from_document(doc) for key, doc in found.items()}
+
+    async def take(self, store_id: str, sku_id: str, op_id: str, quantity: int) -> bool:
+        """Reserves `quantity` in one atomic conditional update, once per `op_id`.
+
+        True when stock is held for `op_id` (now or by an earlier try); raises Short with
+        what is available when it is not enough.
+        """
+        key = inventory_id(store_id, sku_id)
+        result = await self._inventory.update_one(
+            {"_id": key, "available": {"$gte": quantity}, "ops": {"$ne": op_id}},
+            {
+                "$inc": {"reserved": quantity, "available": -quantity, "version": 1},
+                "$push": {"ops": {"$each": [op_id], "$slice": -OPS_KEPT}},
+                "$set": {"update_time": datetime.now(UTC)},
+            },
+        )
+        if result.matched_count == 1:
+            return True
+        doc = await self._inventory.find_one({"_id": key})
+        if doc is not None and op_id in doc.get("ops", ()):
+            return True
+        raise Short(int(doc.get("available", 0)) if doc else 0)
+
+    async def hand_over(self, store_id: str, sku_id: str, op_id: str, quantity: int) -> None:
+        """Commits `quantity` reserved units (on hand and reserved both fall), once per
+        `op_id`, in one atomic conditional update."""
+        key = inventory_id(store_id, sku_id)
+        result = await self._inventory.update_one(
+            {"_id": key, "reserved": {"$gte": quantity}, "ops": {"$ne": op_id}},
+            {
+                "$inc": {"on_hand": -quantity, "reserved": -quantity, "version": 1},
+                "$push": {"ops": {"$each": [op_id], "$slice": -OPS_KEPT}},
+                "$set": {"update_time": datetime.now(UTC)},
+            },
+        )
+        if result.matched_count == 1:
+            return
+        doc = await self._inventory.find_one({"_id": key})
+        if doc is None:
+            raise MissingInventory(key)
+        if op_id not in doc.get("ops", ()):
+            # Reserved stock is never taken by anything but its own commit or release.
+            raise RuntimeError(f"inventory {key}: {quantity} to commit but {doc['reserved']} held")
 
     async def mutate(
         self,
@@ -152,56 +208,50 @@ class InventoryBook:
         MissingInventory.
         """
         key = inventory_id(store_id, sku_id)
-        collection = self._hot.inventory.for_key(key)
-        # The lock key is (physical collection, _id): one document always maps to one
-        # partition, so every change of it still waits for the same lock.
-        async with self._guard.hold(collection.name, key):
-            for _ in range(MAX_CAS_ATTEMPTS):
-                doc = await collection.find_one({"_id": key})
-                if doc is None:
-                    if not create:
-                        raise MissingInventory(key)
-                    doc = {
-                        "_id": key,
-                        **level_fields(InventoryLevel(store_id, sku_id)),
-                        "version": 0,
-                        "trail_seq": 0,
-                        "ops": [],
-                    }
-                    exists = False
-                else:
-                    exists = True
-                current = level_from_document(doc)
-                if op_id is not None and op_id in doc.get("ops", ()):
-                    return current, doc, False
-                change = mutation(current, doc)
-                if change is None:
-                    return current, doc, False
-                ops = list(doc.get("ops", ()))
-                if op_id is not None:
-                    ops = [*ops, op_id][-OPS_KEPT:]
-                fields = {
-                    **level_fields(change.level),
-                    **change.extra,
-                    "ops": ops,
-                    "version": int(doc.get("version", 0)) + 1,
-                    "update_time": datetime.now(UTC),
+        collection = self._inventory
+        for _ in range(MAX_CAS_ATTEMPTS):
+            doc = await collection.find_one({"_id": key})
+            if doc is None:
+                if not create:
+                    raise MissingInventory(key)
+                doc = {
+                    "_id": key,
+                    **level_fields(InventoryLevel(store_id, sku_id)),
+                    "version": 0,
+                    "trail_seq": 0,
+                    "ops": [],
                 }
-                if exists:
-                    # Under the guard's lock (FerretDB) nobody else writes this document;
-                    # elsewhere (MongoDB) the version makes the write a compare-and-set.
-                    query: Document = {"_id": key}
-                    if not self._guard.serializes:
-                        query["version"] = doc.get("version", 0)
-                    result = await collection.update_one(query, {"$set": fields})
-                    if result.matched_count == 1:
-                        return change.level, {**doc, **fields}, True
-                else:
-                    try:
-                        await collection.insert_one({"_id": key, **fields})
-                        return change.level, {"_id": key, **fields}, True
-                    except DuplicateKeyError:
-                        pass
+                exists = False
+            else:
+                exists = True
+            current = level_from_document(doc)
+            if op_id is not None and op_id in doc.get("ops", ()):
+                return current, doc, False
+            change = mutation(current, doc)
+            if change is None:
+                return current, doc, False
+            ops = list(doc.get("ops", ()))
+            if op_id is not None:
+                ops = [*ops, op_id][-OPS_KEPT:]
+            fields = {
+                **level_fields(change.level),
+                **change.extra,
+                "ops": ops,
+                "version": int(doc.get("version", 0)) + 1,
+                "update_time": datetime.now(UTC),
+            }
+            if exists:
+                # Compare-and-set: only if nobody changed the document since it was read.
+                query: Document = {"_id": key, "version": doc.get("version", 0)}
+                result = await collection.update_one(query, {"$set": fields})
+                if result.matched_count == 1:
+                    return change.level, {**doc, **fields}, True
+            else:
+                try:
+                    await collection.insert_one({"_id": key, **fields})
+                    return change.level, {"_id": key, **fields}, True
+                except DuplicateKeyError:
+                    pass
         raise RuntimeError(f"inventory {key}: too much contention")  # pragma: no cover
 
     async def set_safety_stock(self, store_id: str, sku_id: str, safety: int) -> InventoryLevel:
@@ -236,88 +286,92 @@ class InventoryBook:
         removes its record: nothing changed, and a retry is judged afresh.
         """
         fingerprint = _fingerprint(store_id, sku_id, delta, reason.value, actor_id, note)
-        records = self._hot.adjustments.for_key(key)
-        async with self._guard.hold(records.name, key):
-            record = await records.find_one({"_id": key})
-            if record is not None:
-                if record["fingerprint"] != fingerprint:
-                    raise key_reused("idempotency_key", key)
-                if record["state"] == "applied":
-                    return AdjustmentResult(
-                        level_from_document(record["level"]),
-                        adjustment_from_document(record["adjustment"]),
-                    )
-            else:
-                record = {
-                    "_id": key,
-                    "fingerprint": fingerprint,
-                    "state": "pending",
-                    "create_time": now,
-                }
-                await records.insert_one(record)
-            op_id = f"a:{key}"
-
-            def apply(level: InventoryLevel, doc: Document) -> Change:
-                on_hand = level.on_hand + delta
-                if on_hand < level.reserved:
-                    raise OnHandBelowReserved(level)
-                sequence = int(doc.get("trail_seq", 0)) + 1
-                return Change(
-                    InventoryLevel(store_id, sku_id, on_hand, level.reserved, level.safety_stock),
-                    {"trail_seq": sequence, "last_adjustment": [key, sequence]},
-                )
-
+        records = self._records
+        record = await records.find_one({"_id": key})
+        if record is None:
+            record = {
+                "_id": key,
+                "fingerprint": fingerprint,
+                "state": "pending",
+                "create_time": now,
+            }
             try:
-                level, doc, applied = await self.mutate(
-                    store_id, sku_id, op_id, apply, create=delta > 0
-                )
-            except (OnHandBelowReserved, MissingInventory) as error:
-                await records.delete_one({"_id": key})
-                current = error.level if isinstance(error, OnHandBelowReserved) else None
-                on_hand = current.on_hand if current else 0
-                reserved = current.reserved if current else 0
-                raise invalid_state(
-                    f"on hand {on_hand} {delta:+d} would fall below the {reserved} reserved "
-                    f"(or below zero)",
-                    store_id=store_id,
-                    sku_id=sku_id,
-                    on_hand=str(on_hand),
-                    reserved=str(reserved),
-                    delta=str(delta),
-                ) from None
-            if not applied:
-                # Resumed after a crash: the document already carries this key's change.
-                last = doc.get("last_adjustment") or [None, 0]
-                sequence = int(last[1]) if last[0] == key else int(doc.get("trail_seq", 0))
-            else:
-                sequence = int(doc["trail_seq"])
-            adjustment = Adjustment(
-                key=key,
+                await records.insert_one(record)
+            except DuplicateKeyError:
+                # A concurrent replay recorded it first: judge against its record.
+                record = await records.find_one({"_id": key}) or record
+        if record["fingerprint"] != fingerprint:
+            raise key_reused("idempotency_key", key)
+        if record["state"] == "applied":
+            return AdjustmentResult(
+                level_from_document(record["level"]),
+                adjustment_from_document(record["adjustment"]),
+            )
+        # Pending: new, crashed mid-way or under way in a concurrent replay. Applying is
+        # safe in every case: the operation id lets the inventory change land once.
+        op_id = f"a:{key}"
+
+        def apply(level: InventoryLevel, doc: Document) -> Change:
+            on_hand = level.on_hand + delta
+            if on_hand < level.reserved:
+                raise OnHandBelowReserved(level)
+            sequence = int(doc.get("trail_seq", 0)) + 1
+            return Change(
+                InventoryLevel(store_id, sku_id, on_hand, level.reserved, level.safety_stock),
+                {"trail_seq": sequence, "last_adjustment": [key, sequence]},
+            )
+
+        try:
+            level, doc, applied = await self.mutate(
+                store_id, sku_id, op_id, apply, create=delta > 0
+            )
+        except (OnHandBelowReserved, MissingInventory) as error:
+            await records.delete_one({"_id": key, "state": "pending"})
+            current = error.level if isinstance(error, OnHandBelowReserved) else None
+            on_hand = current.on_hand if current else 0
+            reserved = current.reserved if current else 0
+            raise invalid_state(
+                f"on hand {on_hand} {delta:+d} would fall below the {reserved} reserved "
+                f"(or below zero)",
                 store_id=store_id,
                 sku_id=sku_id,
-                delta=delta,
-                reason=reason,
-                actor_id=actor_id,
-                note=note,
-                on_hand_after=level.on_hand,
-                sequence=sequence,
-                create_time=now,
-            )
-            adjustment_doc = _adjustment_document(adjustment)
-            await self._db[TRAIL].replace_one(
-                {"_id": _trail_id(store_id, sku_id, sequence)}, adjustment_doc, upsert=True
-            )
-            await records.update_one(
-                {"_id": key},
-                {
-                    "$set": {
-                        "state": "applied",
-                        "level": level_fields(level),
-                        "adjustment": adjustment_doc,
-                    }
-                },
-            )
-            return AdjustmentResult(level, adjustment)
+                on_hand=str(on_hand),
+                reserved=str(reserved),
+                delta=str(delta),
+            ) from None
+        if not applied:
+            # Resumed after a crash: the document already carries this key's change.
+            last = doc.get("last_adjustment") or [None, 0]
+            sequence = int(last[1]) if last[0] == key else int(doc.get("trail_seq", 0))
+        else:
+            sequence = int(doc["trail_seq"])
+        adjustment = Adjustment(
+            key=key,
+            store_id=store_id,
+            sku_id=sku_id,
+            delta=delta,
+            reason=reason,
+            actor_id=actor_id,
+            note=note,
+            on_hand_after=level.on_hand,
+            sequence=sequence,
+            create_time=now,
+        )
+        adjustment_doc = _adjustment_document(adjustment)
+        await self._db[TRAIL].replace_one(
+            {"_id": _trail_id(store_id, sku_id, sequence)}, adjustment_doc, upsert=True
+        )
+        await records.update_one(
+            {"_id": key},
+            {
+                "$set": {
+                    "state": "applied",
+                    "level": level_fields(level),
+                    "adjustment": adjustment_doc,
+                }
+            },
+        )
+        return AdjustmentResult(level, adjustment)
 
     async def trail(
         self, store_id: str, sku_id: str, *, limit: int, before: int | None
@@ -325,7 +379,7 @@ class InventoryBook:
         """Adjustments newest first, `limit` of them with sequence < `before`; and the
         sequence to continue before (None when the trail is exhausted)."""
         key = inventory_id(store_id, sku_id)
-        doc = await self._hot.inventory.for_key(key).find_one({"_id": key})
+        doc = await self._inventory.find_one({"_id": key})
         top = int(doc.get("trail_seq", 0)) if doc else 0
         start = top if before is None else min(top, before - 1)
         sequences = list(range(start, max(0, start - limit), -1))

@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-import contextlib
 from collections.abc import Sequence
 from datetime import date
 from typing import Any
 
 from pymongo.asynchronous.database import AsyncDatabase
-from pymongo.errors import DuplicateKeyError, OperationFailure
+from pymongo.errors import DuplicateKeyError
 
-from retail_kit.atomic import DocumentWriteGuard
 from retail_kit.mongo import Document, IndexDeclaration, ensure_indexes, find_by_ids
 from store_svc.domain import (
     Address,
@@ -27,13 +25,14 @@ from store_svc.domain import (
 )
 from store_svc.geo import cells_of
 from store_svc.hours import format_hhmm, parse_hhmm
-from store_svc.partitioning import GEO_GRID, HotCollections, hot_collections
 
 __all__ = ["ASSOCIATES", "GEO_GRID", "KIOSK_DEVICES", "STORES", "StoreRepository"]
 
 STORES = "stores"
+GEO_GRID = "geo_grid"  # _id: cell id -> {stores: [{id, lat, lng}]}; see geo.py
 ASSOCIATES = "associates"
 KIOSK_DEVICES = "kiosk_devices"
+GRID_ATTEMPTS = 5
 
 
 class DuplicateStore(Exception):
@@ -161,28 +160,15 @@ def kiosk_from_document(doc: Document) -> KioskDevice:
 
 
 class StoreRepository:
-    """`stores` (unique code, listing) plus, partitioned (see `partitioning`), a copy of each
-    store document for reads by id and the geo grid."""
+    """`stores` (unique code, listing), the geo grid, associates and kiosk devices."""
 
-    def __init__(
-        self,
-        database: AsyncDatabase[Document],
-        guard: DocumentWriteGuard | None = None,
-        collections: HotCollections | None = None,
-    ) -> None:
+    def __init__(self, database: AsyncDatabase[Document]) -> None:
         self._db = database
-        self._guard = guard or DocumentWriteGuard()
-        self._hot = collections or hot_collections(database)
-        self._grid = self._hot.geo_grid
-        self._copies = self._hot.store_copies
+        self._grid = database[GEO_GRID]
 
     @property
     def database(self) -> AsyncDatabase[Document]:
         return self._db
-
-    @property
-    def guard(self) -> DocumentWriteGuard:
-        return self._guard
 
     async def ensure_indexes(self) -> None:
         await ensure_indexes(self._db, INDEXES)
@@ -191,21 +177,8 @@ class StoreRepository:
         return (await self.get_stores([store_id])).get(store_id)
 
     async def get_stores(self, store_ids: Sequence[str]) -> dict[str, Store]:
-        """From the partitioned copies, by `_id`; a store without a copy (written before the
-        copies existed, or the process died between the two writes) is read from `stores`
-        and its copy put back (insert only: never over a newer copy)."""
-        found = await self._copies.find_by_ids(store_ids)
-        missing = [store_id for store_id in store_ids if store_id not in found]
-        if missing:
-            for store_id, doc in (await find_by_ids(self._db[STORES], missing)).items():
-                found[store_id] = doc
-                with contextlib.suppress(DuplicateKeyError):
-                    await self._copies.for_key(store_id).insert_one(doc)
+        found = await find_by_ids(self._db[STORES], store_ids)
         return {store_id: store_from_document(doc) for store_id, doc in found.items()}
-
-    async def _put_copy(self, store: Store) -> None:
-        doc = store_to_document(store)
-        await self._copies.for_key(store.id).replace_one({"_id": store.id}, doc, upsert=True)
 
     async def create_store(self, store: Store) -> None:
         """Inserts the store, then lists it in its grid cells.
@@ -219,69 +192,59 @@ class StoreRepository:
         except DuplicateKeyError:
             exists = await self._db[STORES].find_one({"_id": store.id}, {"_id": 1})
             raise DuplicateStore("id" if exists else "code") from None
-        await self._put_copy(store)
         await self._grid_put(store)
 
     async def update_store(self, store: Store, previous: Store) -> None:
         document = store_to_document(store)
         del document["_id"]
-        if store.code != previous.code:
-            # An admin write, rare: the scan of a code lookup is affordable here. The unique
-            # index still decides a race (FerretDB reports it as a generic failure).
-            taken = await self._db[STORES].find_one({"code": store.code}, {"_id": 1})
-            if taken is not None and taken["_id"] != store.id:
-                raise DuplicateStore("code")
-        # One lock for both writes, so concurrent updates leave the copy as `stores`.
-        async with self._guard.hold(STORES, store.id):
-            try:
-                await self._db[STORES].update_one({"_id": store.id}, {"$set": document})
-            except DuplicateKeyError:
-                raise DuplicateStore("code") from None
-            except OperationFailure as error:
-                if "UNIQUE constraint" in str(error):
-                    raise DuplicateStore("code") from None
-                raise
-            await self._put_copy(store)
+        try:
+            # The unique code index decides a clash, also between concurrent updates.
+            await self._db[STORES].update_one({"_id": store.id}, {"$set": document})
+        except DuplicateKeyError:
+            raise DuplicateStore("code") from None
         if previous.location != store.location:
             await self._grid_remove(previous)
         await self._grid_put(store)
 
     async def reindex_store(self, store: Store) -> None:
-        """Puts the store's copy and grid entries back (seed, bigdata, repair)."""
-        async with self._guard.hold(STORES, store.id):
-            await self._put_copy(store)
+        """Puts the store's grid entries back (seed, bigdata, repair); idempotent."""
         await self._grid_put(store)
 
     async def _grid_put(self, store: Store) -> None:
+        """Lists the store in its cells: one atomic update per cell (replace its entry if
+        listed, else append it), so concurrent writes of stores sharing a cell lose none."""
         entry = {
             "id": store.id,
             "lat": store.location.latitude,
             "lng": store.location.longitude,
         }
         for cell in cells_of(store.location.latitude, store.location.longitude):
-            grid = self._grid.for_key(cell)
-            async with self._guard.hold(grid.name, cell):
-                doc = await grid.find_one({"_id": cell})
-                entries = [e for e in (doc or {}).get("stores", []) if e["id"] != store.id]
-                if doc is not None and entry in doc.get("stores", []):
+            for _ in range(GRID_ATTEMPTS):
+                listed = await self._grid.update_one(
+                    {"_id": cell, "stores.id": store.id}, {"$set": {"stores.$": entry}}
+                )
+                if listed.matched_count == 1:
+                    break
+                try:
+                    # Not listed: append (creating the cell). If a concurrent write listed
+                    # the store meanwhile, the filter misses and the upsert's insert
+                    # collides with the cell: go round and replace the entry instead.
+                    await self._grid.update_one(
+                        {"_id": cell, "stores.id": {"$ne": store.id}},
+                        {"$push": {"stores": entry}},
+                        upsert=True,
+                    )
+                    break
+                except DuplicateKeyError:
                     continue
-                entries.append(entry)
-                entries.sort(key=lambda e: str(e["id"]))
-                await grid.update_one({"_id": cell}, {"$set": {"stores": entries}}, upsert=True)
 
     async def _grid_remove(self, store: Store) -> None:
         for cell in cells_of(store.location.latitude, store.location.longitude):
-            grid = self._grid.for_key(cell)
-            async with self._guard.hold(grid.name, cell):
-                doc = await grid.find_one({"_id": cell})
-                if doc is None:
-                    continue
-                entries = [e for e in doc.get("stores", []) if e["id"] != store.id]
-                await grid.update_one({"_id": cell}, {"$set": {"stores": entries}})
+            await self._grid.update_one({"_id": cell}, {"$pull": {"stores": {"id": store.id}}})
 
     async def grid_entries(self, cells: Sequence[str]) -> list[tuple[str, float, float]]:
         """(store id, lat, lng) of every store listed in the cells, read by `_id`."""
-        docs = await self._grid.find_by_ids(cells)
+        docs = await find_by_ids(self._grid, cells)
         return [
             (entry["id"], float(entry["lat"]), float(entry["lng"]))
             for doc in docs.values()
@@ -303,11 +266,8 @@ class StoreRepository:
         return {i: kiosk_from_document(doc) for i, doc in found.items()}
 
     async def list_stores(self, *, limit: int, after: tuple[str, str] | None) -> list[Store]:
-        """Every store, whatever its status, in (code, _id) order, `limit` of them after `after`.
-
-        `_id` breaks ties so paging stays exact even where the unique code index is not
-        enforced (data loaded before the index existed).
-        """
+        """Every store, whatever its status, in (code, _id) order, `limit` of them after `after`
+        (the unique code index serves the order; `_id` keeps the key total)."""
         query: dict[str, Any] = {}
         if after is not None:
             code, store_id = after

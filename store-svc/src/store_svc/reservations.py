@@ -11,8 +11,16 @@ mid-way) first drives it to its end state, so every path converges:
 - commit:   RESERVED -> each line on_hand -= q, reserved -= q ("c") -> COMMITTED.
 - release:  RESERVED -> each line reserved -= q ("u") -> RELEASED (`expired` when swept).
 
-On FerretDB all calls for one order are serialized by the write guard's per-order lock,
-so concurrent replays of the same order id wait for the first and answer what it decided.
+No lock anywhere, so several replicas (and concurrent replays of one order) may drive one
+reservation at once. Two things make that safe: every stock move is decided once, by its
+operation id, on the inventory document (whoever applies "r:<order>:0" first decides
+whether the line got stock; everyone else reads that decision); and every change of the
+reservation's status is conditioned on the status and action it was judged against, so a
+commit and a release of one order cannot both start, and a late writer never overwrites a
+newer state: it re-reads and continues from what it finds.
+
+Expiry: an index on (status, hold_until) lets the sweeper find held reservations whose hold
+has passed without any bucket documents.
 """
 
 from __future__ import annotations
@@ -21,14 +29,13 @@ import hashlib
 import json
 import logging
 from collections.abc import Awaitable, Callable, Sequence
-from datetime import UTC, datetime, timedelta
+from datetime import datetime
 
-from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.asynchronous.database import AsyncDatabase
+from pymongo.errors import DuplicateKeyError
 
-from retail_kit.atomic import DocumentWriteGuard
 from retail_kit.errors import ServiceError, not_found
-from retail_kit.mongo import Document
+from retail_kit.mongo import Document, IndexDeclaration
 from store_svc.domain import (
     InventoryLevel,
     Reservation,
@@ -37,22 +44,26 @@ from store_svc.domain import (
     ReservationStatus,
 )
 from store_svc.errors import invalid_state, key_reused, out_of_stock
-from store_svc.inventory import Change, InventoryBook
-from store_svc.partitioning import EXPIRY, RESERVATIONS
+from store_svc.inventory import Change, InventoryBook, Short
 
-__all__ = ["EXPIRY", "RESERVATIONS", "ReservationBook"]
+__all__ = ["RESERVATIONS", "ReservationBook"]
 
 log = logging.getLogger(__name__)
 
-CURSOR_ID = "cursor"
-
+RESERVATIONS = "reservations"  # _id = order id
 PENDING = ReservationStatus.PENDING.value
+HELD = (PENDING, ReservationStatus.RESERVED.value)
+SWEEP_BATCH = 500
+MAX_REDRIVES = 20
+
+INDEXES = (
+    # The sweeper's query: held reservations whose hold has ended, oldest first.
+    IndexDeclaration(RESERVATIONS, (("status", 1), ("hold_until", 1)), "status_hold_until"),
+)
 
 
-class _Short(Exception):
-    def __init__(self, available: int) -> None:
-        super().__init__(available)
-        self.available = available
+class _Moved(Exception):
+    """The reservation changed under us (another replica or replay): re-read, go on."""
 
 
 def reservation_from_document(doc: Document) -> Reservation:
@@ -78,31 +89,19 @@ def reservation_from_document(doc: Document) -> Reservation:
     )
 
 
-def _hour(moment: datetime) -> str:
-    return moment.astimezone(UTC).strftime("%Y%m%d%H")
-
-
 def _fingerprint(store_id: str, lines: Sequence[ReservationLine]) -> str:
     payload = [store_id, [[line.sku_id, line.quantity] for line in lines]]
     return hashlib.sha256(json.dumps(payload).encode()).hexdigest()[:24]
 
 
 class ReservationBook:
-    def __init__(
-        self, database: AsyncDatabase[Document], guard: DocumentWriteGuard, book: InventoryBook
-    ) -> None:
+    def __init__(self, database: AsyncDatabase[Document], book: InventoryBook) -> None:
         self._db = database
-        self._guard = guard
         self._inventory = book
-        self._reservations = book.collections.reservations
-        self._expiry = book.collections.expiry
-        self._cursor_known: set[str] = set()
-
-    def _collection(self, order_id: str) -> AsyncCollection[Document]:
-        return self._reservations.for_key(order_id)
+        self._reservations = database[RESERVATIONS]
 
     async def get(self, order_id: str) -> Reservation | None:
-        doc = await self._collection(order_id).find_one({"_id": order_id})
+        doc = await self._reservations.find_one({"_id": order_id})
         return reservation_from_document(doc) if doc else None
 
     # -- reserve ---------------------------------------------------------------------------
@@ -121,14 +120,8 @@ class ReservationBook:
         call decided (the same reservation, or the same OUT_OF_STOCK error). `check_new`
         runs only for a new order id, before anything is written (unknown store or SKU)."""
         fingerprint = _fingerprint(store_id, lines)
-        collection = self._collection(order_id)
-        async with self._guard.hold(collection.name, order_id):
-            doc = await collection.find_one({"_id": order_id})
-            if doc is not None:
-                if doc["fingerprint"] != fingerprint:
-                    raise key_reused("order_id", order_id)
-                doc = await self._settle(doc, now)
-                return self._answer(doc)
+        doc = await self._reservations.find_one({"_id": order_id})
+        if doc is None:
             if check_new is not None:
                 await check_new()
             doc = {
@@ -147,10 +140,14 @@ class ReservationBook:
                 "failure": None,
                 "expired": False,
             }
-            await collection.insert_one(doc)
-            await self._register_expiry(order_id, hold_until, now)
-            doc = await self._settle(doc, now)
-            return self._answer(doc)
+            try:
+                await self._reservations.insert_one(doc)
+            except DuplicateKeyError:
+                # A concurrent replay inserted it first: continue from its document.
+                doc = await self._reservations.find_one({"_id": order_id}) or doc
+        if doc["fingerprint"] != fingerprint:
+            raise key_reused("order_id", order_id)
+        return self._answer(await self._settled(doc, now))
 
     def _answer(self, doc: Document) -> Reservation:
         reservation = reservation_from_document(doc)
@@ -160,6 +157,19 @@ class ReservationBook:
                 reservation.store_id, failure.sku_id, failure.requested, failure.available
             )
         return reservation
+
+    async def _settled(self, doc: Document, now: datetime) -> Document:
+        """Drives the reservation to the end of its action, re-reading whenever another
+        writer moved it first, and returns the settled document."""
+        for _ in range(MAX_REDRIVES):
+            try:
+                return await self._settle(doc, now)
+            except _Moved:
+                fresh = await self._reservations.find_one({"_id": doc["_id"]})
+                if fresh is None:  # pragma: no cover - reservations are never deleted
+                    raise not_found("reservation", doc["_id"]) from None
+                doc = fresh
+        raise RuntimeError(f"reservation {doc['_id']}: too much contention")  # pragma: no cover
 
     async def _settle(self, doc: Document, now: datetime) -> Document:
         """Drives a PENDING reservation to the end of its action; others are returned as is."""
@@ -176,30 +186,16 @@ class ReservationBook:
 
     async def _reserve_lines(self, doc: Document, now: datetime) -> Document:
         order_id, store_id = doc["_id"], doc["store_id"]
+        last = len(doc["lines"]) - 1
         for index, line in enumerate(doc["lines"]):
             if line["state"] != "pending":
                 continue
             quantity = int(line["quantity"])
-
-            def take(level: InventoryLevel, _doc: Document, q: int = quantity) -> Change:
-                if level.available < q:
-                    raise _Short(level.available)
-                return Change(
-                    InventoryLevel(
-                        level.store_id,
-                        level.sku_id,
-                        level.on_hand,
-                        level.reserved + q,
-                        level.safety_stock,
-                    ),
-                    {},
-                )
-
             try:
-                await self._inventory.mutate(
-                    store_id, line["sku_id"], f"r:{order_id}:{index}", take, create=True
+                await self._inventory.take(
+                    store_id, line["sku_id"], f"r:{order_id}:{index}", quantity
                 )
-            except _Short as short:
+            except Short as short:
                 failure = {
                     "sku_id": line["sku_id"],
                     "requested": quantity,
@@ -207,8 +203,13 @@ class ReservationBook:
                 }
                 doc = await self._set(doc, {"failure": failure}, now)
                 return await self._unwind(doc, now, ReservationStatus.FAILED)
-            doc = await self._set(doc, {f"lines.{index}.state": "reserved"}, now)
-        return await self._set(doc, {"status": ReservationStatus.RESERVED.value}, now)
+            progress: Document = {f"lines.{index}.state": "reserved"}
+            if index == last:
+                progress["status"] = ReservationStatus.RESERVED.value
+            doc = await self._set(doc, progress, now)
+        if doc["status"] == PENDING:  # every line was reserved by an earlier try
+            doc = await self._set(doc, {"status": ReservationStatus.RESERVED.value}, now)
+        return doc
 
     async def _unwind(self, doc: Document, now: datetime, end: ReservationStatus) -> Document:
         """Gives back every line that holds stock, then sets `end` (FAILED or RELEASED)."""
@@ -252,22 +253,8 @@ class ReservationBook:
         for index, line in enumerate(doc["lines"]):
             if line["state"] == "committed":
                 continue
-            quantity = int(line["quantity"])
-
-            def hand_over(level: InventoryLevel, _doc: Document, q: int = quantity) -> Change:
-                return Change(
-                    InventoryLevel(
-                        level.store_id,
-                        level.sku_id,
-                        level.on_hand - q,
-                        level.reserved - q,
-                        level.safety_stock,
-                    ),
-                    {},
-                )
-
-            await self._inventory.mutate(
-                store_id, line["sku_id"], f"c:{order_id}:{index}", hand_over
+            await self._inventory.hand_over(
+                store_id, line["sku_id"], f"c:{order_id}:{index}", int(line["quantity"])
             )
             doc = await self._set(doc, {f"lines.{index}.state": "committed"}, now)
         return await self._set(
@@ -275,9 +262,15 @@ class ReservationBook:
         )
 
     async def _set(self, doc: Document, fields: Document, now: datetime) -> Document:
-        """Records progress on the reservation (the caller holds the order's lock)."""
+        """Records progress, only if the reservation is still in the status and action it
+        was judged in (raises _Moved otherwise)."""
         fields = {**fields, "update_time": now}
-        await self._collection(doc["_id"]).update_one({"_id": doc["_id"]}, {"$set": fields})
+        result = await self._reservations.update_one(
+            {"_id": doc["_id"], "status": doc["status"], "action": doc["action"]},
+            {"$set": fields},
+        )
+        if result.matched_count == 0:
+            raise _Moved
         updated = dict(doc)
         for path, value in fields.items():
             if path.startswith("lines."):
@@ -292,7 +285,7 @@ class ReservationBook:
     # -- commit / release ------------------------------------------------------------------
 
     async def commit(self, order_id: str, now: datetime) -> Reservation:
-        async with self._guard.hold(self._collection(order_id).name, order_id):
+        for _ in range(MAX_REDRIVES):
             doc = await self._load(order_id, now)
             status = doc["status"]
             if status == ReservationStatus.COMMITTED.value:
@@ -304,11 +297,15 @@ class ReservationBook:
                     order_id=order_id,
                     status=status,
                 )
-            doc = await self._set(doc, {"status": PENDING, "action": "commit"}, now)
-            return reservation_from_document(await self._commit_lines(doc, now))
+            try:
+                doc = await self._set(doc, {"status": PENDING, "action": "commit"}, now)
+            except _Moved:
+                continue  # a concurrent commit or release started first: see what it is
+            return reservation_from_document(await self._settled(doc, now))
+        raise RuntimeError(f"reservation {order_id}: too much contention")  # pragma: no cover
 
     async def release(self, order_id: str, now: datetime, *, expired: bool = False) -> Reservation:
-        async with self._guard.hold(self._collection(order_id).name, order_id):
+        for _ in range(MAX_REDRIVES):
             doc = await self._load(order_id, now)
             status = doc["status"]
             if status in (ReservationStatus.RELEASED.value, ReservationStatus.FAILED.value):
@@ -319,97 +316,47 @@ class ReservationBook:
                     order_id=order_id,
                     status=status,
                 )
-            doc = await self._set(
-                doc, {"status": PENDING, "action": "release", "expired": expired}, now
-            )
-            return reservation_from_document(
-                await self._unwind(doc, now, ReservationStatus.RELEASED)
-            )
+            try:
+                doc = await self._set(
+                    doc, {"status": PENDING, "action": "release", "expired": expired}, now
+                )
+            except _Moved:
+                continue
+            return reservation_from_document(await self._settled(doc, now))
+        raise RuntimeError(f"reservation {order_id}: too much contention")  # pragma: no cover
 
     async def _load(self, order_id: str, now: datetime) -> Document:
-        doc = await self._collection(order_id).find_one({"_id": order_id})
+        doc = await self._reservations.find_one({"_id": order_id})
         if doc is None:
             raise not_found("reservation", order_id)
-        return await self._settle(doc, now)
+        return await self._settled(doc, now)
 
     # -- expiry ----------------------------------------------------------------------------
 
-    async def _register_expiry(self, order_id: str, hold_until: datetime, now: datetime) -> None:
-        """Lists the order in the bucket of the hour its hold ends (read by `_id` when swept).
-
-        Buckets and cursor live in the order's expiry partition: every reserve writes one
-        bucket, so one bucket for all orders would be a hot document (one lock, rewritten
-        whole each time); N partitions give N buckets per hour, each 1/N as long.
-        """
-        expiry = self._expiry.for_key(order_id)
-        if expiry.name not in self._cursor_known:
-            await self._guard.update_one(
-                expiry,
-                {"_id": CURSOR_ID},
-                {"$setOnInsert": {"next_hour": _hour(now)}},
-                upsert=True,
-            )
-            # The cursor is never deleted: one upsert per partition and process is enough.
-            self._cursor_known.add(expiry.name)
-        await self._guard.update_one(
-            expiry,
-            {"_id": f"h:{_hour(hold_until)}"},
-            {"$addToSet": {"orders": order_id}},
-            upsert=True,
-        )
-
     async def sweep(self, now: datetime) -> list[str]:
-        """One pass of the sweeper over every expiry partition: releases every reservation
-        whose hold ended by `now`, and returns their order ids."""
+        """One pass of the sweeper: releases every held reservation whose hold ended by
+        `now` (a crashed PENDING one is settled first), and returns their order ids. Safe
+        to run on every replica at once: each release is a conditional transition."""
         released: list[str] = []
-        for expiry in self._expiry:
-            released.extend(await self._sweep_partition(expiry, now))
-        return released
-
-    async def _sweep_partition(self, expiry: AsyncCollection[Document], now: datetime) -> list[str]:
-        """Reads the partition's hour buckets from its cursor's hour to now's; entries of
-        reservations no longer held are dropped, past buckets left empty are deleted, and
-        the cursor moves to the oldest bucket still holding something."""
-        cursor = await expiry.find_one({"_id": CURSOR_ID})
-        if cursor is None:
-            return []
-        hour = datetime.strptime(cursor["next_hour"], "%Y%m%d%H").replace(tzinfo=UTC)
-        current = _hour(now)
-        released: list[str] = []
-        next_hour: str | None = None
-        while _hour(hour) <= current:
-            bucket_id = f"h:{_hour(hour)}"
-            bucket = await expiry.find_one({"_id": bucket_id})
-            remaining = []
-            for order_id in (bucket or {}).get("orders", ()):
+        while True:
+            cursor = (
+                self._reservations.find(
+                    {"status": {"$in": list(HELD)}, "hold_until": {"$lte": now}}, {"_id": 1}
+                )
+                .sort("hold_until", 1)
+                .limit(SWEEP_BATCH)
+            )
+            due = [doc["_id"] async for doc in cursor]
+            for order_id in due:
                 if await self._expire(order_id, now):
                     released.append(order_id)
-                doc = await self._collection(order_id).find_one({"_id": order_id})
-                if doc is not None and doc["status"] in (PENDING, "reserved"):
-                    remaining.append(order_id)
-            if bucket is not None:
-                done = [o for o in bucket.get("orders", ()) if o not in remaining]
-                if done:
-                    await self._guard.update_one(
-                        expiry, {"_id": bucket_id}, {"$pull": {"orders": {"$in": done}}}
-                    )
-                if not remaining and _hour(hour) < current:
-                    await expiry.delete_one({"_id": bucket_id, "orders": {"$size": 0}})
-            if remaining and next_hour is None:
-                next_hour = _hour(hour)
-            hour += timedelta(hours=1)
-        if (next_hour or current) != cursor["next_hour"]:
-            await self._guard.update_one(
-                expiry, {"_id": CURSOR_ID}, {"$set": {"next_hour": next_hour or current}}
-            )
-        return released
+            # Every due reservation left the held states (released, or committed meanwhile),
+            # so the next page holds only ones not seen yet.
+            if len(due) < SWEEP_BATCH:
+                return released
 
     async def _expire(self, order_id: str, now: datetime) -> bool:
-        doc = await self._collection(order_id).find_one({"_id": order_id})
-        if doc is None or doc["hold_until"] > now:
-            return False
-        if doc["status"] not in (PENDING, ReservationStatus.RESERVED.value):
-            return False
+        """True when this call released it as expired."""
         try:
             reservation = await self.release(order_id, now, expired=True)
         except ServiceError as error:  # committed meanwhile, or failed while settling

@@ -6,10 +6,8 @@ store. store-svc never imports catalog-svc, so the SKU ids are not read from it:
 the first SKU of each of the 300 demo products ("p_0001_s1" .. "p_0300_s1", a pattern the
 catalog's demo data guarantees); SKU ids given on the command line replace that list.
 
-Inventory goes to its partitions (STORE_PARTITIONS, checked against the database's recorded
-layout as the service does). Inventory documents are inserted only where missing, never
-overwritten: seeding a running stack must not reset stock that reservations and
-adjustments have moved since.
+Inventory documents are inserted only where missing, never overwritten: seeding a running
+stack must not reset stock that reservations and adjustments have moved since.
 """
 
 from __future__ import annotations
@@ -20,14 +18,14 @@ from collections.abc import Sequence
 
 from pymongo.asynchronous.database import AsyncDatabase
 
-from retail_kit.mongo import Document, connect
-from retail_kit.partitions import DEFAULT_PARTITIONS, PartitionedCollection
+from retail_kit.mongo import Document, connect, ensure_indexes
 from retail_kit.seeding import SeedReport, upsert_documents
-from store_svc import settings
+from store_svc import inventory, reservations, settings
 from store_svc.demo_data import demo_associates, demo_inventory, demo_kiosks, demo_stores
-from store_svc.partitioning import GEO_GRID, hot_collections
+from store_svc.inventory import INVENTORY
 from store_svc.repository import (
     ASSOCIATES,
+    GEO_GRID,
     KIOSK_DEVICES,
     STORES,
     StoreRepository,
@@ -37,7 +35,7 @@ from store_svc.repository import (
 )
 
 DEFAULT_SKU_IDS = tuple(f"p_{n:04d}_s1" for n in range(1, 301))
-INSERT_BATCH = 500
+INSERT_BATCH = 1_000
 
 
 async def insert_missing(
@@ -51,44 +49,23 @@ async def insert_missing(
     return SeedReport(collection, len(missing), 0, len(documents) - len(missing))
 
 
-async def insert_missing_partitioned(
-    partitioned: PartitionedCollection, documents: Sequence[Document]
-) -> SeedReport:
-    """`insert_missing` for a collection partitioned by `_id`: each partition on its own."""
-    groups: dict[int, list[Document]] = {}
-    for doc in documents:
-        groups.setdefault(partitioned.index_of(doc["_id"]), []).append(doc)
-    inserted = 0
-    for index, group in sorted(groups.items()):
-        collection = partitioned.collection(index)
-        report = await insert_missing(collection.database, collection.name, group)
-        inserted += report.inserted
-    return SeedReport(partitioned.base, inserted, 0, len(documents) - inserted)
-
-
-async def count_all(partitioned: PartitionedCollection) -> int:
-    return sum([await collection.count_documents({}) for collection in partitioned])
-
-
 async def seed(
     mongodb_uri: str,
     database_name: str,
     sku_ids: Sequence[str] = DEFAULT_SKU_IDS,
-    partitions: int = DEFAULT_PARTITIONS,
 ) -> list[SeedReport]:
     stores = demo_stores()
     client = connect(mongodb_uri, "store-seed")
     try:
         database = client[database_name]
-        hot = hot_collections(database, partitions)
-        await hot.ensure_layout()
-        repository = StoreRepository(database, collections=hot)
+        repository = StoreRepository(database)
         await repository.ensure_indexes()
+        await ensure_indexes(database, (*inventory.INDEXES, *reservations.INDEXES))
         reports = [await upsert_documents(database[STORES], [store_to_document(s) for s in stores])]
-        grid_before = await count_all(hot.geo_grid)
+        grid_before = await database[GEO_GRID].count_documents({})
         for store in stores:
             await repository.reindex_store(store)
-        grid_after = await count_all(hot.geo_grid)
+        grid_after = await database[GEO_GRID].count_documents({})
         reports.append(SeedReport(GEO_GRID, grid_after - grid_before, 0, grid_before))
         reports.append(
             await upsert_documents(
@@ -100,7 +77,7 @@ async def seed(
                 database[KIOSK_DEVICES], [kiosk_to_document(k) for k in demo_kiosks()]
             )
         )
-        reports.append(await insert_missing_partitioned(hot.inventory, demo_inventory(sku_ids)))
+        reports.append(await insert_missing(database, INVENTORY, demo_inventory(sku_ids)))
         return reports
     finally:
         await client.close()
@@ -109,7 +86,7 @@ async def seed(
 def main() -> None:
     config = settings.load()
     sku_ids = tuple(sys.argv[1:]) or DEFAULT_SKU_IDS
-    reports = asyncio.run(seed(config.mongodb_uri, config.database, sku_ids, config.partitions))
+    reports = asyncio.run(seed(config.mongodb_uri, config.database, sku_ids))
     for report in reports:
         print(f"store {report}")
 

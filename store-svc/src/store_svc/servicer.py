@@ -267,10 +267,8 @@ class StoreServicer(store_pb2_grpc.StoreServiceServicer):
         clock: Callable[[], datetime] = utc_now,
     ) -> None:
         self._repository = repository
-        self._inventory = inventory or InventoryBook(repository.database, repository.guard)
-        self._reservations = reservations or ReservationBook(
-            repository.database, repository.guard, self._inventory
-        )
+        self._inventory = inventory or InventoryBook(repository.database)
+        self._reservations = reservations or ReservationBook(repository.database, self._inventory)
         self._locator = Locator(repository, self._inventory)
         self._clock = clock
 

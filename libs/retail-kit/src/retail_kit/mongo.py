@@ -1,10 +1,7 @@
-"""MongoDB access through PyMongo's async API, and which server answers (FerretDB or MongoDB)."""
+"""MongoDB access through PyMongo's async API: the client, batch reads by id, index declarations."""
 
 from __future__ import annotations
 
-import asyncio
-import enum
-import weakref
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -12,13 +9,10 @@ from typing import Any
 from pymongo import AsyncMongoClient, IndexModel
 from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.asynchronous.database import AsyncDatabase
+from pymongo.errors import DuplicateKeyError
+from pymongo.results import UpdateResult
 
 Document = dict[str, Any]
-
-
-class ServerFlavor(enum.StrEnum):
-    FERRETDB = "ferretdb"
-    MONGODB = "mongodb"
 
 
 def connect(uri: str, app_name: str) -> AsyncMongoClient[Document]:
@@ -31,39 +25,14 @@ def connect(uri: str, app_name: str) -> AsyncMongoClient[Document]:
     )
 
 
-async def detect_flavor(client: AsyncMongoClient[Document]) -> ServerFlavor:
-    build_info = await client.admin.command("buildInfo")
-    return ServerFlavor.FERRETDB if "ferretdbVersion" in build_info else ServerFlavor.MONGODB
-
-
-_flavors: weakref.WeakKeyDictionary[AsyncMongoClient[Document], ServerFlavor] = (
-    weakref.WeakKeyDictionary()
-)
-
-
-async def flavor_of(client: AsyncMongoClient[Document]) -> ServerFlavor:
-    """The server flavour, asked once per client."""
-    if client not in _flavors:
-        _flavors[client] = await detect_flavor(client)
-    return _flavors[client]
-
-
 async def find_by_ids(
     collection: AsyncCollection[Document], ids: Sequence[Any]
 ) -> dict[Any, Document]:
-    """Documents by `_id`, the fast way for the server at hand.
-
-    MongoDB answers one `$in` from the `_id` index. FerretDB v1 on SQLite pushes down only
-    `_id` equality, so `$in` scans and decodes the whole collection (~90 ms for 300
-    products); concurrent single-`_id` reads (~25 ms for 20) cost what is asked, not what
-    is stored.
-    """
+    """Documents by `_id`, in one `$in` answered from the `_id` index; absent ids are left out."""
     if not ids:
         return {}
-    if await flavor_of(collection.database.client) is ServerFlavor.MONGODB:
-        return {doc["_id"]: doc async for doc in collection.find({"_id": {"$in": list(ids)}})}
-    found = await asyncio.gather(*(collection.find_one({"_id": i}) for i in dict.fromkeys(ids)))
-    return {doc["_id"]: doc for doc in found if doc is not None}
+    wanted = list(dict.fromkeys(ids))
+    return {doc["_id"]: doc async for doc in collection.find({"_id": {"$in": wanted}})}
 
 
 @dataclass(frozen=True, slots=True)
@@ -83,11 +52,8 @@ class IndexDeclaration:
 async def ensure_indexes(
     database: AsyncDatabase[Document], declarations: Sequence[IndexDeclaration]
 ) -> None:
-    """Creates the declared indexes that do not exist yet (matched by name).
-
-    Only missing ones are sent: FerretDB v1.24 drops the connection when createIndexes
-    names an index that already exists on the SQLite backend.
-    """
+    """Creates the declared indexes that do not exist yet (matched by name), so a start-up
+    on existing data sends nothing and a changed declaration is noticed by its new name."""
     by_collection: dict[str, list[IndexDeclaration]] = {}
     for declaration in declarations:
         by_collection.setdefault(declaration.collection, []).append(declaration)
@@ -96,3 +62,23 @@ async def ensure_indexes(
         missing = [d.model() for d in wanted if d.name not in existing]
         if missing:
             await database[collection].create_indexes(missing)
+
+
+UPSERT_ATTEMPTS = 5
+
+
+async def upsert_one(
+    collection: AsyncCollection[Document], query: Mapping[str, Any], update: Mapping[str, Any]
+) -> UpdateResult:
+    """`update_one(..., upsert=True)` that survives the race of two first writers.
+
+    Two concurrent upserts of a missing document may both try the insert; the loser gets
+    a duplicate key error (MongoDB retries some such upserts itself, not every server
+    does). Retrying turns it into the update it should have been.
+    """
+    for _ in range(UPSERT_ATTEMPTS - 1):
+        try:
+            return await collection.update_one(query, update, upsert=True)
+        except DuplicateKeyError:
+            continue
+    return await collection.update_one(query, update, upsert=True)

@@ -15,9 +15,8 @@ from grpc_reflection.v1alpha import reflection
 from pymongo import AsyncMongoClient
 from pymongo.asynchronous.database import AsyncDatabase
 
-from retail_kit.atomic import DocumentWriteGuard
 from retail_kit.errors import ServiceErrorInterceptor
-from retail_kit.mongo import Document, ServerFlavor, connect, detect_flavor
+from retail_kit.mongo import Document, connect
 from retail_kit.settings import ServiceSettings
 from retail_kit.telemetry import configure_logging, setup_telemetry, shutdown_telemetry
 
@@ -28,12 +27,11 @@ READINESS_RETRY_SECONDS = 0.5
 
 @dataclass(slots=True)
 class ServiceContext:
-    """What a service's wiring gets: its own database and the write guard for it."""
+    """What a service's wiring gets: its settings, the client and its own database."""
 
     settings: ServiceSettings
     client: AsyncMongoClient[Document]
     database: AsyncDatabase[Document]
-    guard: DocumentWriteGuard
 
 
 Register = Callable[[grpc.aio.Server, ServiceContext], None]
@@ -64,9 +62,7 @@ class ServiceHost:
         self._readiness: asyncio.Task[None] | None = None
         self.port = 0
         client = connect(settings.mongodb_uri, name)
-        self.context = ServiceContext(
-            settings, client, client[settings.database], DocumentWriteGuard()
-        )
+        self.context = ServiceContext(settings, client, client[settings.database])
         self.ready = asyncio.Event()
 
     async def start(self) -> int:
@@ -89,14 +85,10 @@ class ServiceHost:
         while True:
             try:
                 await self.context.client.admin.command("ping")
-                flavor = await detect_flavor(self.context.client)
                 break
             except Exception as error:
                 log.warning("database not ready for %s: %s", self.name, error)
                 await asyncio.sleep(READINESS_RETRY_SECONDS)
-        self.context.guard.use_flavor(flavor)
-        if flavor is ServerFlavor.FERRETDB:
-            log.info("FerretDB detected: conditional updates are serialized per document")
         if self._on_ready is not None:
             await self._on_ready(self.context)
         for service in ("", *self.service_names):

@@ -1,7 +1,8 @@
 """pytest plugin (loaded with `-p retail_kit.testing`): a real database and real gRPC servers.
 
-Tests run against the embedded database (SecantusDB) started once per session on a free loopback port (or against
-the server named by MONGODB_URI), and start services in-process on free loopback ports.
+Tests run against the embedded database (SecantusDB) started once per session on a free
+loopback port, or against the server named by MONGODB_URI (a MongoDB replica set), and
+start services in-process on free loopback ports.
 """
 
 from __future__ import annotations
