@@ -7,7 +7,8 @@ stops every process it started (services first, the database last), leaving no o
 
 MONGODB_URI points everything at an external MongoDB instead of starting the embedded one.
 Ports come from the services' own settings (CATALOG_PORT, GATEWAY_PORT, ...); DEVSTACK_DATA_DIR
-and DEVSTACK_DB_PORT move the database, DEVSTACK_SYNC_ON_COMMIT=1 fsyncs every commit; DEVSTACK_SKIP_SEED=1 skips the demo data.
+and DEVSTACK_DB_PORT move the database, DEVSTACK_SYNC_ON_COMMIT=0 stops
+fsyncing every commit (unsafe on a crash); DEVSTACK_SKIP_SEED=1 skips the demo data.
 """
 
 from __future__ import annotations
@@ -46,7 +47,7 @@ TOKEN_TTL = timedelta(hours=24)
 class DevStackSettings:
     data_dir: str = str(ROOT / "var" / "db")
     db_port: int = 27117
-    sync_on_commit: bool = False
+    sync_on_commit: bool = True
     skip_seed: bool = False
 
 
