@@ -1,4 +1,4 @@
-"""The whole system as `make run` starts it: the embedded database, four services, the gateway, demo data.
+"""The whole system as `make run` starts it: database, four services, gateway, demo data.
 
 Tests run in file order against one stack; the last one stops it with Ctrl-C (SIGINT).
 """

@@ -1,5 +1,5 @@
-"""The in-process posting cache over real gRPC and the embedded database: fresh after writes, coherent
-across two service instances on one database (replicas), and no posting reads on a hit.
+"""The in-process posting cache over real gRPC and the embedded database: fresh after writes,
+coherent across two service instances on one database (replicas), and no posting reads on a hit.
 
 Reads are counted on the wire: service A runs on a MongoDB client built here with a
 CommandListener, so every `find` it sends is seen (nothing of ours is mocked).

@@ -1,4 +1,4 @@
-"""Real servers for the gateway tests: catalog-svc on the embedded database, the gateway under uvicorn."""
+"""Real servers for the gateway tests: catalog-svc on the embedded database, the gateway."""
 
 from __future__ import annotations
 

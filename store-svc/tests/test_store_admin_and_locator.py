@@ -1,4 +1,4 @@
-"""CreateStore / UpdateStore validation and NearbyStores over real gRPC and the embedded database."""
+"""CreateStore / UpdateStore validation and NearbyStores over real gRPC and the database."""
 
 from __future__ import annotations
 

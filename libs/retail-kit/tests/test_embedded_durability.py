@@ -8,8 +8,8 @@ same files and reads everything back: every acknowledged write must be there.
 Two ways of writing are checked: the default write concern on the embedded default server
 (started with `sync_on_commit=True`: what `make run` and the services do), and `j: true` on
 a server without it. (The default write concern on a server without `sync_on_commit` lost
-acknowledged updates on every kill; that is why the default syncs.) Skipped when MONGODB_URI is set: it tests the embedded
-server only.
+acknowledged updates on every kill; that is why the default syncs.) Skipped when
+MONGODB_URI is set: it tests the embedded server only.
 """
 
 from __future__ import annotations
