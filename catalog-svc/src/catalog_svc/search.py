@@ -1,6 +1,7 @@
 """Search without a text index: tokens, postings and the ranking over them. Pure functions.
 
-FerretDB v1 pushes down only `_id` equality, so the catalog keeps its own inverted index:
+Neither MongoDB's nor the embedded server's text index tokenises Chinese (no whitespace),
+so the catalog keeps its own inverted index (built when FerretDB v1 pushed down only `_id`):
 one posting document per key, `_id` = the key, `e` = {product id: [category id, brand id,
 cheapest base price]} for every *active* product under that key. Keys:
 
