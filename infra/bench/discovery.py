@@ -1,19 +1,24 @@
 """Benchmark (issue 3): search, nearbyStores and reservations next to their floors, in one run.
 
-Starts its own FerretDB (var/bench/discovery), then per data size:
+Starts its own embedded database (SecantusDB, fresh files under var/bench/discovery), then
+per data size:
 
-1. `search("咖啡", first: 20)` through the gateway at 1,000 and 10,000 generated products
-   (`--products`; each size its own fresh database filled by `python -m catalog_svc.bigdata`)
-   next to the floor `discovery_floor.py /search`: catalog-svc's own search functions on a
-   PyMongo client in-process, plain posting reads (no posting cache), no gRPC, no GraphQL.
+1. `search("咖啡", first: 20)` through the gateway at 1,000, 10,000 and 50,000 generated
+   products (`--products`; each size its own fresh database filled by
+   `python -m catalog_svc.bigdata`) next to the floor `discovery_floor.py /search`:
+   catalog-svc's own search functions on a PyMongo client in-process, plain posting reads
+   (no posting cache), no gRPC, no GraphQL.
 2. `nearbyStores(10 km, one stocked SKU)` through the gateway at 20, 200 and 2,000 stores
    (`--stores`; `python -m store_svc.bigdata` into a fresh database per size) next to the
    floor `discovery_floor.py /nearby`: store-svc's own `Locator.nearby` in-process.
 3. ReserveStock/s on one SKU through store-svc's gRPC API on the demo seed, `--clients`
    concurrent calls per burst (store-svc/bench/locator_and_reservations.py's
-   `reservations_per_second`), next to a floor of the same number of concurrent guarded
-   single-document updates (`DocumentWriteGuard.find_one_and_update`) on an
-   inventory-shaped document in the inventory partition, done from this process.
+   `reservations_per_second`), next to a floor of the same number of concurrent plain
+   atomic conditional updates (`InventoryBook.take`'s `update_one`) on an inventory-shaped
+   document in store-svc's `inventory` collection, done from this process. On a database
+   server of its own (var/bench/discovery-reservations): first fresh, then again after
+   `--fill-writes` retryable writes (SecantusDB's per-write cost grows with the retryable
+   writes of the last 30 minutes, see `fill_retryable_writes`).
 
 Services run as `make run` starts them (`python -m catalog_svc` / `store_svc` / `gateway`);
 wrk, a separate process, loads gateway and floor at the same concurrency, alternating for
@@ -40,6 +45,7 @@ from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 from types import ModuleType
+from typing import Any
 
 HERE = Path(__file__).resolve().parent
 sys.path[:0] = [str(HERE), str(HERE.parent)]
@@ -124,22 +130,24 @@ def stack(env: dict[str, str]) -> Iterator[Stack]:
         started.stop()
 
 
-def post_graphql(url: str, query: str) -> dict:
+def post_graphql(url: str, query: str) -> dict[str, Any]:
     request = urllib.request.Request(
         f"{url}/graphql",
         data=json.dumps({"query": query}).encode(),
         headers={"Content-Type": "application/json"},
     )
     with urllib.request.urlopen(request, timeout=60) as response:
-        answer = json.load(response)
+        answer: dict[str, Any] = json.load(response)
     if answer.get("errors"):
         raise SystemExit(f"gateway answered errors: {answer['errors']}")
-    return answer["data"]
+    data: dict[str, Any] = answer["data"]
+    return data
 
 
-def get_json(url: str) -> dict:
+def get_json(url: str) -> dict[str, Any]:
     with urllib.request.urlopen(url, timeout=60) as response:
-        return json.load(response)["data"]
+        data: dict[str, Any] = json.load(response)["data"]
+    return data
 
 
 Targets = dict[str, tuple[str, str, str]]  # name -> (url, wrk script, GraphQL query or "")
@@ -349,16 +357,16 @@ def bench_nearby(base_env: dict[str, str], args: argparse.Namespace) -> dict[int
     return results
 
 
-async def floor_burst(uri: str, database: str, partitions: int, clients: int, key: str) -> float:
-    """`clients` concurrent guarded reserve-one updates of one inventory-shaped document in
-    store-svc's inventory partition: the database work of ReserveStock's inventory step."""
-    from retail_kit.atomic import DocumentWriteGuard
-    from retail_kit.mongo import ServerFlavor, connect
-    from store_svc.partitioning import hot_collections
+async def floor_burst(uri: str, database: str, clients: int, key: str) -> float:
+    """`clients` concurrent reserve-one updates of one inventory-shaped document in
+    store-svc's `inventory` collection: the database work of ReserveStock's inventory step,
+    the same atomic conditional `update_one` as `InventoryBook.take`."""
+    from retail_kit.mongo import connect
+    from store_svc.inventory import INVENTORY, OPS_KEPT
 
     client = connect(uri, "bench-floor")
     try:
-        collection = hot_collections(client[database], partitions).inventory.for_key(key)
+        collection = client[database][INVENTORY]
         store_id, sku_id = key.split(":")
         await collection.insert_one(
             {
@@ -374,18 +382,21 @@ async def floor_burst(uri: str, database: str, partitions: int, clients: int, ke
                 "ops": [],
             }
         )
-        guard = DocumentWriteGuard(ServerFlavor.FERRETDB)
+        # Open the pool's connections first (store-svc's pool is warm by then too): the timed
+        # burst is the updates, not connection set-up.
+        await asyncio.gather(*(collection.find_one({"_id": key}) for _ in range(clients)))
 
         async def reserve(number: int) -> bool:
-            doc = await guard.find_one_and_update(
-                collection,
-                {"_id": key, "available": {"$gte": 1}},
+            op = f"r:floor-{number}:0"
+            result = await collection.update_one(
+                {"_id": key, "available": {"$gte": 1}, "ops": {"$ne": op}},
                 {
                     "$inc": {"reserved": 1, "available": -1, "version": 1},
-                    "$push": {"ops": {"$each": [f"r:floor-{number}:0"], "$slice": -100}},
+                    "$push": {"ops": {"$each": [op], "$slice": -OPS_KEPT}},
+                    "$set": {"update_time": datetime.now(UTC)},
                 },
             )
-            return doc is not None
+            return result.matched_count == 1
 
         started = time.perf_counter()
         done = await asyncio.gather(*(reserve(n) for n in range(clients)))
@@ -397,24 +408,55 @@ async def floor_burst(uri: str, database: str, partitions: int, clients: int, ke
         await client.close()
 
 
-def bench_reservations(base_env: dict[str, str], args: argparse.Namespace) -> dict[str, float]:
+async def fill_retryable_writes(uri: str, database: str, writes: int, clients: int) -> float:
+    """`writes` retryable single-document updates (PyMongo's default on a replica set) on a
+    scratch document, `clients` at a time; returns the seconds taken. SecantusDB 0.7.0b3
+    keeps a reply record per retryable write for 30 minutes, at most 10,000, and prunes them
+    on every retryable write (a scan, and a sort of all records once the cap is reached), so
+    a server that has taken 10,000 writes in the last half hour — any sustained write load —
+    pays more per write than a fresh one."""
+    from retail_kit.mongo import connect
+
+    client = connect(uri, "bench-fill")
+    try:
+        collection = client[database]["bench_scratch"]
+        await collection.insert_one({"_id": "fill", "n": 0})
+        per_client = -(-writes // clients)
+        started = time.perf_counter()
+
+        async def writer() -> None:
+            for _ in range(per_client):
+                await collection.update_one({"_id": "fill"}, {"$inc": {"n": 1}})
+
+        await asyncio.gather(*(writer() for _ in range(clients)))
+        return time.perf_counter() - started
+    finally:
+        await client.close()
+
+
+def bench_reservations(args: argparse.Namespace) -> dict[str, dict[str, float]]:
+    """On a database server of its own (fresh, demo seed only), so what ran before does not
+    decide the figures: `--reserve-rounds` alternating floor / ReserveStock bursts, then
+    `--fill-writes` retryable writes, then as many rounds again (see fill_retryable_writes)."""
     import grpc
 
     from retail.store.v1 import store_pb2_grpc
-    from store_svc import settings as store_settings
 
     store_bench = load_store_bench()
+    server = EmbeddedDatabase(ROOT / "var" / "bench" / "discovery-reservations", free_port())
+    shutil.rmtree(server.data_dir, ignore_errors=True)
+    server.start()
+    uri = server.uri
     database = "store_demo"
     port = free_port()
     env = {
-        **base_env,
+        **os.environ,
+        "MONGODB_URI": uri,
+        "LOG_LEVEL": "WARNING",
         "STORE_DATABASE": database,
         "STORE_PORT": str(port),
         "STORE_SWEEP_INTERVAL_SECONDS": "0",
     }
-    subprocess.run([sys.executable, "-m", "store_svc.seed"], env=env, cwd=ROOT, check=True)
-    partitions = store_settings.load().partitions
-    rates: dict[str, list[float]] = {"floor": [], "grpc": []}
 
     async def grpc_burst(store_id: str) -> float:
         async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
@@ -422,46 +464,57 @@ def bench_reservations(base_env: dict[str, str], args: argparse.Namespace) -> di
             text = await store_bench.reservations_per_second(stub, store_id, args.clients, 1)
         return float(text.split("/s", 1)[0])  # "21/s (rounds: 21)": whole units
 
-    with stack(env) as running:
-        store = running.spawn("-m", "store_svc")
-        wait_serving("store-svc", f"127.0.0.1:{port}", store)
-        # warm-up burst on a store the measured rounds do not use
-        asyncio.run(grpc_burst(RESERVE_STORE % 20))
-        asyncio.run(floor_burst(base_env["MONGODB_URI"], database, partitions, 4, "st_020:warm"))
+    def rounds(phase: str, first_store: int) -> dict[str, list[float]]:
+        rates: dict[str, list[float]] = {"floor": [], "grpc": []}
         for round_number in range(1, args.reserve_rounds + 1):
-            store_id = RESERVE_STORE % round_number
-            floor_rate = asyncio.run(
-                floor_burst(
-                    base_env["MONGODB_URI"],
-                    database,
-                    partitions,
-                    args.clients,
-                    f"{store_id}:floor_hot_sku",
-                )
-            )
+            store_id = RESERVE_STORE % (first_store + round_number - 1)  # a fresh store each
+            key = f"{store_id}:floor_hot_sku"
+            floor_rate = asyncio.run(floor_burst(uri, database, args.clients, key))
             grpc_rate = asyncio.run(grpc_burst(store_id))
             rates["floor"].append(floor_rate)
             rates["grpc"].append(grpc_rate)
             print(
-                f"reservations round {round_number}: floor {floor_rate:.0f}/s, "
+                f"reservations ({phase}) round {round_number}: floor {floor_rate:.0f}/s, "
                 f"ReserveStock over gRPC {grpc_rate:.0f}/s",
                 flush=True,
             )
-    medians = {name: statistics.median(values) for name, values in rates.items()}
-    print()
-    print(
-        f"reservations on one SKU, {args.clients} concurrent per burst, demo seed, "
-        f"{args.reserve_rounds} rounds, medians"
-    )
-    print(f"{'target':48} {'per s':>8}  rounds")
+        return rates
+
+    results: dict[str, dict[str, list[float]]] = {}
+    try:
+        subprocess.run([sys.executable, "-m", "store_svc.seed"], env=env, cwd=ROOT, check=True)
+        with stack(env) as running:
+            store = running.spawn("-m", "store_svc")
+            wait_serving("store-svc", f"127.0.0.1:{port}", store)
+            # warm-up burst on a store the measured rounds do not use
+            asyncio.run(grpc_burst(RESERVE_STORE % 20))
+            asyncio.run(floor_burst(uri, database, 4, "st_020:warm"))
+            results["fresh server"] = rounds("fresh server", 1)
+            if args.fill_writes:
+                took = asyncio.run(fill_retryable_writes(uri, database, args.fill_writes, 16))
+                log(f"{args.fill_writes:,} retryable writes in {took:.1f} s")
+                phase = f"after {args.fill_writes:,} writes"
+                results[phase] = rounds(phase, 1 + args.reserve_rounds)
+    finally:
+        server.stop()
     labels = {
-        "floor": "floor (guarded find_one_and_update, PyMongo)",
+        "floor": "floor (conditional update_one, PyMongo)",
         "grpc": "store-svc ReserveStock over gRPC",
     }
-    for name, label in labels.items():
-        shown = ", ".join(f"{r:.0f}" for r in rates[name])
-        print(f"{label:48} {medians[name]:8.1f}  {shown}")
-    print(f"{'ReserveStock / floor':48} {medians['grpc'] / medians['floor']:7.2f}x", flush=True)
+    medians: dict[str, dict[str, float]] = {}
+    for phase, rates in results.items():
+        medians[phase] = {name: statistics.median(values) for name, values in rates.items()}
+        print()
+        print(
+            f"reservations on one SKU, {args.clients} concurrent per burst, demo seed, "
+            f"{phase}, {args.reserve_rounds} rounds, medians"
+        )
+        print(f"{'target':48} {'per s':>8}  rounds")
+        for name, label in labels.items():
+            shown = ", ".join(f"{r:.0f}" for r in rates[name])
+            print(f"{label:48} {medians[phase][name]:8.1f}  {shown}")
+        ratio = medians[phase]["grpc"] / medians[phase]["floor"]
+        print(f"{'ReserveStock / floor':48} {ratio:7.2f}x", flush=True)
     return medians
 
 
@@ -471,14 +524,22 @@ def sizes(text: str) -> list[int]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--products", type=sizes, default=[1_000, 10_000], help="1000,10000")
+    parser.add_argument(
+        "--products", type=sizes, default=[1_000, 10_000, 50_000], help="1000,10000,50000"
+    )
     parser.add_argument("--stores", type=sizes, default=[20, 200, 2_000], help="20,200,2000")
     parser.add_argument("--connections", type=int, default=8, help="wrk connections")
     parser.add_argument("--seconds", type=int, default=8, help="per wrk run")
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--first", type=int, default=20, help="search page size")
     parser.add_argument("--clients", type=int, default=16, help="concurrent reservations")
-    parser.add_argument("--reserve-rounds", type=int, default=5)
+    parser.add_argument("--reserve-rounds", type=int, default=5, help="per phase, at most 9")
+    parser.add_argument(
+        "--fill-writes",
+        type=int,
+        default=10_000,
+        help="retryable writes between the two reservation phases (0: one phase only)",
+    )
     parser.add_argument(
         "--only", choices=("search", "nearby", "reservations"), action="append", default=None
     )
@@ -487,6 +548,8 @@ def main() -> None:
         raise SystemExit("wrk is missing: `apt-get install wrk` (make bench-discovery does it)")
     if args.rounds < 3:
         parser.error("--rounds must be at least 3")
+    if not 1 <= args.reserve_rounds <= 9:
+        parser.error("--reserve-rounds must be 1..9 (two phases of fresh demo stores)")
     scenarios = args.only or ["search", "nearby", "reservations"]
 
     data_dir = ROOT / "var" / "bench" / "discovery"
@@ -506,7 +569,7 @@ def main() -> None:
         search_results = bench_search(base_env, args) if "search" in scenarios else {}
         nearby_results = bench_nearby(base_env, args) if "nearby" in scenarios else {}
         if "reservations" in scenarios:
-            bench_reservations(base_env, args)
+            bench_reservations(args)
         print_growth(f'search("{SEARCH_TEXT}")', "products", search_results)
         print_growth("nearbyStores", "stores", nearby_results)
     finally:

@@ -5,13 +5,15 @@ AsyncMongoClient, without gRPC, GraphQL or a service process; the JSON has the s
 gateway's answer. What the stack costs above the database reads is the difference.
 
 - `/search?q=咖啡&first=20`: catalog-svc's SearchProducts reads for a text query — the
-  `t:<token>` postings read by `_id` (plain reads through `retail_kit.mongo.find_by_ids`,
-  deliberately not `CatalogRepository.get_postings`, which may gain an in-process cache),
+  `t:<token>` postings in one `$in` (`retail_kit.mongo.find_by_ids`, deliberately not
+  `CatalogRepository.get_postings`, which serves them from its in-process cache),
   `search.rank` / `search.page_after`, then the page's products by `_id`
   (`CatalogRepository.get_products`).
+  The postings are decoded on every call: this floor is the uncached database cost, and
+  catalog-svc, whose posting cache is on by default, may beat it.
 - `/nearby?lat=&lng=&radius=&sku=&first=10`: store-svc's own `Locator.nearby` over
-  `StoreRepository` and `InventoryBook` on the partitioned collections (`hot_collections`
-  with STORE_PARTITIONS), exactly as the servicer wires it.
+  `StoreRepository` and `InventoryBook` on the store database's plain collections
+  (`geo_grid`, `stores`, `inventory`), exactly as the servicer wires it.
 
 Run: MONGODB_URI=... CATALOG_DATABASE=... STORE_DATABASE=... uvicorn discovery_floor:app
 """
@@ -33,12 +35,10 @@ from starlette.routing import Route
 from catalog_svc import search
 from catalog_svc import settings as catalog_settings
 from catalog_svc.repository import POSTINGS, CatalogRepository
-from retail_kit.atomic import DocumentWriteGuard
 from retail_kit.mongo import find_by_ids
 from store_svc import settings as store_settings
 from store_svc.inventory import InventoryBook
 from store_svc.locator import Locator, NearbyQuery
-from store_svc.partitioning import hot_collections
 from store_svc.repository import StoreRepository
 
 client: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(
@@ -46,11 +46,8 @@ client: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(
 )
 catalog_db = client[catalog_settings.load().database]
 catalog = CatalogRepository(catalog_db)
-_store_config = store_settings.load()
-store_db = client[_store_config.database]
-_hot = hot_collections(store_db, _store_config.partitions)
-_guard = DocumentWriteGuard()
-locator = Locator(StoreRepository(store_db, _guard, _hot), InventoryBook(store_db, _guard, _hot))
+store_db = client[store_settings.load().database]
+locator = Locator(StoreRepository(store_db), InventoryBook(store_db))
 
 
 async def search_products(request: Request) -> JSONResponse:

@@ -1,17 +1,17 @@
 """The benchmark floor: a bare Starlette endpoint doing the products read directly with PyMongo.
 
-Same documents, same reads, same page size and JSON shape as the gateway's queries, but no
-GraphQL, no gRPC hop and no service: what the stack costs above the database is the
-difference.
+Same documents, same database reads as catalog-svc (posting cache on, its default), same
+page size and JSON shape as the gateway's queries, but no GraphQL, no gRPC hop and no
+service: what the stack costs above the database is the difference.
 Run: MONGODB_URI=... CATALOG_DATABASE=catalog uvicorn floor_app:app
 """
 
 from __future__ import annotations
 
-import asyncio
 import os
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
 from typing import Any
 
 from pymongo import AsyncMongoClient
@@ -37,21 +37,41 @@ def node(doc: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+@dataclass(slots=True)
+class _Listing:
+    """What catalog-svc's posting cache keeps between calls: the `all` posting's ids, sorted,
+    under the index revision read before them (see catalog_svc/posting_cache.py)."""
+
+    revision: str | None = None
+    ids: list[str] = field(default_factory=list)
+
+
+_listing = _Listing()
+
+
 async def list_products(request: Request) -> JSONResponse:
-    """catalog-svc's reads for a first page: the index marker, the `all` posting, then the
-    page's products by _id concurrently (FerretDB pushes down only _id equality)."""
+    """catalog-svc's reads for a first page (CatalogRepository.list_products, cache on): the
+    index revision by _id on every call; the index marker and the `all` posting only when
+    the revision changed; then the page's products in one `$in` on the _id index."""
     first = int(request.query_params.get("first", "20"))
-    await database["catalog_meta"].find_one({"_id": "search_index", "complete": True})
-    posting = await database["search_postings"].find_one({"_id": "all"}) or {"e": {}}
-    ids = sorted(posting["e"])[: first + 1]
-    docs = await asyncio.gather(*(products.find_one({"_id": i}) for i in ids))
-    edges = [{"node": node(doc)} for doc in docs[:first] if doc is not None]
+    revision_doc = await database["catalog_meta"].find_one({"_id": "search_revision"})
+    revision = str(revision_doc.get("value", "")) if revision_doc else ""
+    if revision != _listing.revision:
+        await database["catalog_meta"].find_one({"_id": "search_index", "complete": True})
+        posting = await database["search_postings"].find_one({"_id": "all"}) or {"e": {}}
+        _listing.revision, _listing.ids = revision, sorted(posting["e"])
+    ids = _listing.ids[: first + 1]
+    found = {doc["_id"]: doc async for doc in products.find({"_id": {"$in": ids}})}
+    edges = [{"node": node(found[i])} for i in ids[:first] if i in found]
     return JSONResponse({"data": {"products": {"edges": edges}}})
 
 
 async def get_product(request: Request) -> JSONResponse:
-    doc = await products.find_one({"_id": request.query_params["id"]})
-    return JSONResponse({"data": {"product": node(doc) if doc else None}})
+    """BatchGetProducts' read for one id (the gateway's DataLoader batches to one call):
+    a `$in` of that id."""
+    ids = [request.query_params["id"]]
+    docs = [doc async for doc in products.find({"_id": {"$in": ids}})]
+    return JSONResponse({"data": {"product": node(docs[0]) if docs else None}})
 
 
 @asynccontextmanager

@@ -1,8 +1,9 @@
 """Benchmark: the gateway's `products` query next to its floor, in one run.
 
-Starts its own FerretDB (var/bench), seeds the demo catalog, runs catalog-svc and the gateway
-as `make run` does, plus the floor (floor_app.py: the same read straight from PyMongo behind
-a bare Starlette endpoint). wrk, a separate process, loads each at the same concurrency,
+Starts its own embedded database (SecantusDB, fresh files under var/bench/products), seeds
+the demo catalog, runs catalog-svc and the gateway as `make run` does, plus the floor
+(floor_app.py: the same database reads straight from PyMongo behind a bare Starlette
+endpoint). wrk, a separate process, loads each at the same concurrency,
 alternating for several rounds; medians and the gateway/floor ratios are printed.
 """
 
@@ -83,7 +84,7 @@ def main() -> None:
     if shutil.which("wrk") is None:
         raise SystemExit("wrk is missing: `apt-get install wrk` (make bench does it)")
 
-    data_dir = ROOT / "var" / "bench" / "ferretdb"
+    data_dir = ROOT / "var" / "bench" / "products"
     shutil.rmtree(data_dir, ignore_errors=True)
     database = EmbeddedDatabase(data_dir, free_port()).start()
     ports = {name: free_port() for name in ("catalog", "gateway", "floor")}
@@ -157,13 +158,15 @@ def main() -> None:
                     )
             report(scenario, samples, args)
     finally:
-        for process in processes:
+        # Floor and gateway before catalog-svc (the gateway may still drain requests wrk left
+        # queued), each waited for before the next.
+        for process in reversed(processes):
             process.send_signal(signal.SIGTERM)
-        for process in processes:
             try:
                 process.wait(15)
             except subprocess.TimeoutExpired:
                 process.kill()
+                process.wait()
         database.stop()
 
 

@@ -1,11 +1,11 @@
 """Prints NearbyStores medians at 20 / 200 / 2,000 stores and reservations/s on one SKU.
 
 uv run python store-svc/bench/locator_and_reservations.py [--reservations 400] [--rounds 3]
-Starts its own FerretDB (embedded, temporary directory) and store-svc in-process; talks
-gRPC over loopback like any client. Reservations/s (`--reservations` concurrent
-ReserveStock calls on one SKU, median of `--rounds` rounds) is measured on the demo seed
-(20 stores, 300 SKUs each: ~5,700 inventory documents) and on the 2,000-store chain (5 SKUs
-each: 10,000 inventory documents).
+Starts its own embedded database (SecantusDB, fresh files under var/bench/store-svc) and
+store-svc in-process; talks gRPC over loopback like any client. Reservations/s
+(`--reservations` concurrent ReserveStock calls on one SKU, median of `--rounds` rounds) is
+measured on the demo seed (20 stores, 300 SKUs each: ~5,700 inventory documents) and on the
+2,000-store chain (5 SKUs each: 10,000 inventory documents).
 """
 
 from __future__ import annotations
@@ -13,9 +13,9 @@ from __future__ import annotations
 import argparse
 import asyncio
 import itertools
+import shutil
 import statistics
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -28,13 +28,14 @@ from store_svc.bigdata import generate
 from store_svc.seed import seed
 from store_svc.settings import StoreSettings
 
+ROOT = Path(__file__).resolve().parents[2]
 POINT = common_pb2.GeoPoint(latitude=31.2304, longitude=121.4737)
 CALLS = 30
 _orders = itertools.count(1)
 
 
 async def median_ms(
-    stub: store_pb2_grpc.StoreServiceStub, request: store_pb2.NearbyStoresRequest
+    stub: store_pb2_grpc.StoreServiceAsyncStub, request: store_pb2.NearbyStoresRequest
 ) -> tuple[float, int]:
     await stub.NearbyStores(request)
     samples = []
@@ -48,7 +49,7 @@ async def median_ms(
 
 
 async def reservations_per_second(
-    stub: store_pb2_grpc.StoreServiceStub, store_id: str, calls: int, rounds: int
+    stub: store_pb2_grpc.StoreServiceAsyncStub, store_id: str, calls: int, rounds: int
 ) -> str:
     """`calls` concurrent ReserveStock on one SKU, `rounds` times: the median rate."""
     rates = []
@@ -142,10 +143,11 @@ if __name__ == "__main__":
     parser.add_argument("--reservations", type=int, default=400)
     parser.add_argument("--rounds", type=int, default=3)
     args = parser.parse_args()
-    with tempfile.TemporaryDirectory() as directory:
-        database = EmbeddedDatabase(Path(directory), free_port()).start()
-        try:
-            asyncio.run(main(database.uri, args.reservations, args.rounds))
-        finally:
-            database.stop()
-        sys.exit(0)
+    data_dir = ROOT / "var" / "bench" / "store-svc"
+    shutil.rmtree(data_dir, ignore_errors=True)
+    database = EmbeddedDatabase(data_dir, free_port()).start()
+    try:
+        asyncio.run(main(database.uri, args.reservations, args.rounds))
+    finally:
+        database.stop()
+    sys.exit(0)

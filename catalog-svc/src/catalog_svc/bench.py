@@ -5,8 +5,8 @@ database, or takes an already loaded one (`--database`), starts catalog-svc twic
 in-process on free ports over that database, once with the search posting cache off and
 once on, and times real gRPC calls on both (warm-up call first, so "cache on" is the
 steady state of a repeated query), next to the old scan-based listing. Without MONGODB_URI
-it starts its own embedded FerretDB in a temporary directory. Prints one line per
-measurement.
+it starts its own embedded database (SecantusDB, fresh files under var/bench/catalog-svc of
+the repository). Prints one line per measurement.
 """
 
 from __future__ import annotations
@@ -15,8 +15,8 @@ import argparse
 import asyncio
 import dataclasses
 import os
+import shutil
 import statistics
-import tempfile
 import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -35,6 +35,7 @@ from retail_kit.embedded import EmbeddedDatabase, free_port
 from retail_kit.paging import encode_page_token, query_fingerprint
 from retail_kit.server import ServiceHost
 
+ROOT = Path(__file__).resolve().parents[3]  # the repository (catalog-svc/src/catalog_svc/)
 SEARCHES: tuple[tuple[str, dict[str, Any]], ...] = (
     ("search 咖啡", {"query": "咖啡"}),
     ("search 拿铁", {"query": "拿铁"}),
@@ -78,7 +79,7 @@ def _rows(
             lambda: stub.ListProducts(catalog_pb2.ListProductsRequest(page_size=20)),
         ),
         (
-            # The newest generated ids: FerretDB v1's reads by _id scan the table to the row.
+            # The newest generated ids, the last in the `all` posting (and in _id order).
             "ListProducts page of the newest ids",
             lambda: stub.ListProducts(
                 catalog_pb2.ListProductsRequest(page_size=20, page_token=last_page_token)
@@ -185,21 +186,15 @@ def main() -> None:
     if uri:
         asyncio.run(run(uri, args.products, args.runs, args.database, not args.no_scan, args.only))
         return
-    with tempfile.TemporaryDirectory() as data_dir:
-        database = EmbeddedDatabase(Path(data_dir), free_port()).start()
-        try:
-            asyncio.run(
-                run(
-                    database.uri,
-                    args.products,
-                    args.runs,
-                    args.database,
-                    not args.no_scan,
-                    args.only,
-                )
-            )
-        finally:
-            database.stop()
+    data_dir = ROOT / "var" / "bench" / "catalog-svc"
+    shutil.rmtree(data_dir, ignore_errors=True)
+    database = EmbeddedDatabase(data_dir, free_port()).start()
+    try:
+        asyncio.run(
+            run(database.uri, args.products, args.runs, args.database, not args.no_scan, args.only)
+        )
+    finally:
+        database.stop()
 
 
 if __name__ == "__main__":
