@@ -12,16 +12,15 @@ import asyncio
 import os
 import subprocess
 import sys
-import time
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import grpc
 import pytest
-from grpc_health.v1 import health_pb2, health_pb2_grpc
 from pymongo import AsyncMongoClient
 
+from infra.devstack import wait_serving
 from retail.store.v1 import store_pb2, store_pb2_grpc
 from retail_kit.embedded import free_port
 from retail_kit.errors import RpcErrorDetails
@@ -38,7 +37,6 @@ from .test_inventory_and_reservations import (
 )
 
 ROOT = Path(__file__).resolve().parents[2]
-START_TIMEOUT = 60.0
 ROUNDS = 3
 
 
@@ -49,22 +47,6 @@ class Replicas:
 
     def stub(self, n: int) -> store_pb2_grpc.StoreServiceStub:
         return self.stubs[n % 2]
-
-
-def _wait_serving(port: int, process: subprocess.Popen[bytes]) -> None:
-    deadline = time.monotonic() + START_TIMEOUT
-    with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
-        health = health_pb2_grpc.HealthStub(channel)
-        while time.monotonic() < deadline:
-            assert process.poll() is None, f"store-svc exited with {process.returncode}"
-            try:
-                reply = health.Check(health_pb2.HealthCheckRequest(), timeout=1.0)
-                if reply.status == health_pb2.HealthCheckResponse.SERVING:
-                    return
-            except grpc.RpcError:
-                pass
-            time.sleep(0.1)
-    raise TimeoutError(f"store-svc on {port} did not report SERVING")
 
 
 @pytest.fixture(scope="module")
@@ -88,7 +70,7 @@ def replica_ports(mongo_uri: str) -> Iterator[tuple[str, tuple[int, int]]]:
                 subprocess.Popen([sys.executable, "-m", "store_svc"], env=env, cwd=ROOT)
             )
         for port, process in zip(ports, processes, strict=True):
-            _wait_serving(port, process)
+            wait_serving("store-svc", f"127.0.0.1:{port}", process)
         yield database, ports
     finally:
         for process in processes:
