@@ -1,7 +1,7 @@
 """Great-circle distance and the geo grid the locator reads by `_id`.
 
-FerretDB v1 has no geo index and pushes down only `_id` equality, so the locator keeps its
-own index: a document per grid cell, `_id` "g<level>:<lat cell>:<lng cell>", listing the
+The locator keeps its own index (faster here than a `2dsphere` query, see DESIGN.md): a
+document per grid cell, `_id` "g<level>:<lat cell>:<lng cell>", listing the
 stores (id, lat, lng) in that cell. Two levels are maintained on every store write:
 
 - level 1: 0.1° cells (about 11 km x 9.5 km at Shanghai's latitude), used for radii up to

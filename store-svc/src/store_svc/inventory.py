@@ -156,15 +156,8 @@ class InventoryBook:
         what is available when it is not enough.
         """
         key = inventory_id(store_id, sku_id)
-        result = await self._inventory.update_one(
-            {"_id": key, "available": {"$gte": quantity}, "ops": {"$ne": op_id}},
-            {
-                "$inc": {"reserved": quantity, "available": -quantity, "version": 1},
-                "$push": {"ops": {"$each": [op_id], "$slice": -OPS_KEPT}},
-                "$set": {"update_time": datetime.now(UTC)},
-            },
-        )
-        if result.matched_count == 1:
+        changes = {"reserved": quantity, "available": -quantity}
+        if await self._apply_once(key, op_id, {"available": {"$gte": quantity}}, changes):
             return True
         doc = await self._inventory.find_one({"_id": key})
         if doc is not None and op_id in doc.get("ops", ()):
@@ -175,15 +168,8 @@ class InventoryBook:
         """Commits `quantity` reserved units (on hand and reserved both fall), once per
         `op_id`, in one atomic conditional update."""
         key = inventory_id(store_id, sku_id)
-        result = await self._inventory.update_one(
-            {"_id": key, "reserved": {"$gte": quantity}, "ops": {"$ne": op_id}},
-            {
-                "$inc": {"on_hand": -quantity, "reserved": -quantity, "version": 1},
-                "$push": {"ops": {"$each": [op_id], "$slice": -OPS_KEPT}},
-                "$set": {"update_time": datetime.now(UTC)},
-            },
-        )
-        if result.matched_count == 1:
+        changes = {"on_hand": -quantity, "reserved": -quantity}
+        if await self._apply_once(key, op_id, {"reserved": {"$gte": quantity}}, changes):
             return
         doc = await self._inventory.find_one({"_id": key})
         if doc is None:
@@ -191,6 +177,21 @@ class InventoryBook:
         if op_id not in doc.get("ops", ()):
             # Reserved stock is never taken by anything but its own commit or release.
             raise RuntimeError(f"inventory {key}: {quantity} to commit but {doc['reserved']} held")
+
+    async def _apply_once(
+        self, key: str, op_id: str, condition: Document, increments: dict[str, int]
+    ) -> bool:
+        """One atomic conditional `$inc` that records `op_id`; False when the condition
+        failed or `op_id` was applied before (the caller reads the document to tell)."""
+        result = await self._inventory.update_one(
+            {"_id": key, **condition, "ops": {"$ne": op_id}},
+            {
+                "$inc": {**increments, "version": 1},
+                "$push": {"ops": {"$each": [op_id], "$slice": -OPS_KEPT}},
+                "$set": {"update_time": datetime.now(UTC)},
+            },
+        )
+        return result.matched_count == 1
 
     async def mutate(
         self,
