@@ -24,7 +24,7 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1dretail/common/v1/common.proto\x12\x10retail.common.v1\")\n\x05Money\x12\x0e\n\x06\x61mount\x18\x01 \x01(\x03\x12\x10\n\x08\x63urrency\x18\x02 \x01(\t\"{\n\rLocalizedText\x12;\n\x06values\x18\x01 \x03(\x0b\x32+.retail.common.v1.LocalizedText.ValuesEntry\x1a-\n\x0bValuesEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"/\n\x08GeoPoint\x12\x10\n\x08latitude\x18\x01 \x01(\x01\x12\x11\n\tlongitude\x18\x02 \x01(\x01*q\n\x07\x43hannel\x12\x17\n\x13\x43HANNEL_UNSPECIFIED\x10\x00\x12\x18\n\x14\x43HANNEL_MINI_PROGRAM\x10\x01\x12\x0f\n\x0b\x43HANNEL_APP\x10\x02\x12\x0f\n\x0b\x43HANNEL_POS\x10\x03\x12\x11\n\rCHANNEL_KIOSK\x10\x04*\x80\x03\n\x0b\x45rrorReason\x12\x1c\n\x18\x45RROR_REASON_UNSPECIFIED\x10\x00\x12!\n\x1d\x45RROR_REASON_INVALID_ARGUMENT\x10\x01\x12\x1a\n\x16\x45RROR_REASON_NOT_FOUND\x10\x02\x12\x1f\n\x1b\x45RROR_REASON_ALREADY_EXISTS\x10\x03\x12#\n\x1f\x45RROR_REASON_INVALID_PAGE_TOKEN\x10\x04\x12\x1d\n\x19\x45RROR_REASON_OUT_OF_STOCK\x10\x05\x12\x1e\n\x1a\x45RROR_REASON_INVALID_STATE\x10\x06\x12\'\n#ERROR_REASON_IDEMPOTENCY_KEY_REUSED\x10\x07\x12\"\n\x1e\x45RROR_REASON_PERMISSION_DENIED\x10\x08\x12 \n\x1c\x45RROR_REASON_UNAUTHENTICATED\x10\t\x12 \n\x1c\x45RROR_REASON_NOT_IMPLEMENTED\x10\nb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1dretail/common/v1/common.proto\x12\x10retail.common.v1\")\n\x05Money\x12\x0e\n\x06\x61mount\x18\x01 \x01(\x03\x12\x10\n\x08\x63urrency\x18\x02 \x01(\t\"{\n\rLocalizedText\x12;\n\x06values\x18\x01 \x03(\x0b\x32+.retail.common.v1.LocalizedText.ValuesEntry\x1a-\n\x0bValuesEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"/\n\x08GeoPoint\x12\x10\n\x08latitude\x18\x01 \x01(\x01\x12\x11\n\tlongitude\x18\x02 \x01(\x01\"P\n\x05\x41\x63tor\x12)\n\x04kind\x18\x01 \x01(\x0e\x32\x1b.retail.common.v1.ActorKind\x12\n\n\x02id\x18\x02 \x01(\t\x12\x10\n\x08store_id\x18\x03 \x01(\t*q\n\x07\x43hannel\x12\x17\n\x13\x43HANNEL_UNSPECIFIED\x10\x00\x12\x18\n\x14\x43HANNEL_MINI_PROGRAM\x10\x01\x12\x0f\n\x0b\x43HANNEL_APP\x10\x02\x12\x0f\n\x0b\x43HANNEL_POS\x10\x03\x12\x11\n\rCHANNEL_KIOSK\x10\x04*\xd3\x06\n\x0b\x45rrorReason\x12\x1c\n\x18\x45RROR_REASON_UNSPECIFIED\x10\x00\x12!\n\x1d\x45RROR_REASON_INVALID_ARGUMENT\x10\x01\x12\x1a\n\x16\x45RROR_REASON_NOT_FOUND\x10\x02\x12\x1f\n\x1b\x45RROR_REASON_ALREADY_EXISTS\x10\x03\x12#\n\x1f\x45RROR_REASON_INVALID_PAGE_TOKEN\x10\x04\x12\x1d\n\x19\x45RROR_REASON_OUT_OF_STOCK\x10\x05\x12\x1e\n\x1a\x45RROR_REASON_INVALID_STATE\x10\x06\x12\'\n#ERROR_REASON_IDEMPOTENCY_KEY_REUSED\x10\x07\x12\"\n\x1e\x45RROR_REASON_PERMISSION_DENIED\x10\x08\x12 \n\x1c\x45RROR_REASON_UNAUTHENTICATED\x10\t\x12 \n\x1c\x45RROR_REASON_NOT_IMPLEMENTED\x10\n\x12)\n%ERROR_REASON_IDENTITY_BOUND_ELSEWHERE\x10\x0b\x12$\n ERROR_REASON_INSUFFICIENT_POINTS\x10\x0c\x12&\n\"ERROR_REASON_COUPON_NOT_APPLICABLE\x10\r\x12\x1e\n\x1a\x45RROR_REASON_LIMIT_REACHED\x10\x0e\x12\x18\n\x14\x45RROR_REASON_EXPIRED\x10\x0f\x12$\n ERROR_REASON_VERIFICATION_FAILED\x10\x10\x12\x1e\n\x1a\x45RROR_REASON_MEMBER_MERGED\x10\x11\x12\x1d\n\x19\x45RROR_REASON_RATE_LIMITED\x10\x12\x12 \n\x1c\x45RROR_REASON_AMOUNT_MISMATCH\x10\x13\x12#\n\x1f\x45RROR_REASON_PICKUP_CODE_LOCKED\x10\x14\x12*\n&ERROR_REASON_STORE_SERVICE_UNAVAILABLE\x10\x15\x12(\n$ERROR_REASON_RETURN_EXCEEDS_PURCHASE\x10\x16\x12\x1c\n\x18\x45RROR_REASON_IN_PROGRESS\x10\x17*\xd3\x01\n\tActorKind\x12\x1a\n\x16\x41\x43TOR_KIND_UNSPECIFIED\x10\x00\x12\x17\n\x13\x41\x43TOR_KIND_CUSTOMER\x10\x01\x12\x18\n\x14\x41\x43TOR_KIND_ASSOCIATE\x10\x02\x12\x1c\n\x18\x41\x43TOR_KIND_STORE_MANAGER\x10\x03\x12\x14\n\x10\x41\x43TOR_KIND_KIOSK\x10\x04\x12\x14\n\x10\x41\x43TOR_KIND_ADMIN\x10\x05\x12\x16\n\x12\x41\x43TOR_KIND_PARTNER\x10\x06\x12\x15\n\x11\x41\x43TOR_KIND_SYSTEM\x10\x07\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -33,10 +33,12 @@ if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
   _globals['_LOCALIZEDTEXT_VALUESENTRY']._loaded_options = None
   _globals['_LOCALIZEDTEXT_VALUESENTRY']._serialized_options = b'8\001'
-  _globals['_CHANNEL']._serialized_start=268
-  _globals['_CHANNEL']._serialized_end=381
-  _globals['_ERRORREASON']._serialized_start=384
-  _globals['_ERRORREASON']._serialized_end=768
+  _globals['_CHANNEL']._serialized_start=350
+  _globals['_CHANNEL']._serialized_end=463
+  _globals['_ERRORREASON']._serialized_start=466
+  _globals['_ERRORREASON']._serialized_end=1317
+  _globals['_ACTORKIND']._serialized_start=1320
+  _globals['_ACTORKIND']._serialized_end=1531
   _globals['_MONEY']._serialized_start=51
   _globals['_MONEY']._serialized_end=92
   _globals['_LOCALIZEDTEXT']._serialized_start=94
@@ -45,4 +47,6 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_LOCALIZEDTEXT_VALUESENTRY']._serialized_end=217
   _globals['_GEOPOINT']._serialized_start=219
   _globals['_GEOPOINT']._serialized_end=266
+  _globals['_ACTOR']._serialized_start=268
+  _globals['_ACTOR']._serialized_end=348
 # @@protoc_insertion_point(module_scope)

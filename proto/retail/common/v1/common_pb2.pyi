@@ -68,6 +68,32 @@ class _ErrorReasonEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_ErrorReas
     """The caller did not present valid credentials."""
     ERROR_REASON_NOT_IMPLEMENTED: _ErrorReason.ValueType  # 10
     """The RPC is part of the contract but this server does not serve it yet."""
+    ERROR_REASON_IDENTITY_BOUND_ELSEWHERE: _ErrorReason.ValueType  # 11
+    """The identity already belongs to another member; metadata "member_id" names it."""
+    ERROR_REASON_INSUFFICIENT_POINTS: _ErrorReason.ValueType  # 12
+    """Fewer available points than the operation needs."""
+    ERROR_REASON_COUPON_NOT_APPLICABLE: _ErrorReason.ValueType  # 13
+    """The coupon does not apply: scope, threshold, channel, store or stacking."""
+    ERROR_REASON_LIMIT_REACHED: _ErrorReason.ValueType  # 14
+    """A total or per-member limit is reached (coupon templates, referrals)."""
+    ERROR_REASON_EXPIRED: _ErrorReason.ValueType  # 15
+    """The entity's validity window has passed (coupon, verification code, hold)."""
+    ERROR_REASON_VERIFICATION_FAILED: _ErrorReason.ValueType  # 16
+    """A verification code or pickup code does not match."""
+    ERROR_REASON_MEMBER_MERGED: _ErrorReason.ValueType  # 17
+    """The member was merged into another; metadata "merged_into" names the survivor."""
+    ERROR_REASON_RATE_LIMITED: _ErrorReason.ValueType  # 18
+    """Too many tries or requests; retry after the time in metadata "retry_after_seconds"."""
+    ERROR_REASON_AMOUNT_MISMATCH: _ErrorReason.ValueType  # 19
+    """A paid amount differs from what the order asks for."""
+    ERROR_REASON_PICKUP_CODE_LOCKED: _ErrorReason.ValueType  # 20
+    """Too many wrong pickup codes: only an associate may hand the order over now."""
+    ERROR_REASON_STORE_SERVICE_UNAVAILABLE: _ErrorReason.ValueType  # 21
+    """The store does not offer the service (pickup, returns, ship-from-store) or is closed."""
+    ERROR_REASON_RETURN_EXCEEDS_PURCHASE: _ErrorReason.ValueType  # 22
+    """A return asks for more units than were bought and not yet returned."""
+    ERROR_REASON_IN_PROGRESS: _ErrorReason.ValueType  # 23
+    """The same request is being executed by a concurrent call; retry shortly."""
 
 class ErrorReason(_ErrorReason, metaclass=_ErrorReasonEnumTypeWrapper):
     """Reasons carried in google.rpc.ErrorInfo.reason by every service; clients switch on them."""
@@ -93,7 +119,62 @@ ERROR_REASON_UNAUTHENTICATED: ErrorReason.ValueType  # 9
 """The caller did not present valid credentials."""
 ERROR_REASON_NOT_IMPLEMENTED: ErrorReason.ValueType  # 10
 """The RPC is part of the contract but this server does not serve it yet."""
+ERROR_REASON_IDENTITY_BOUND_ELSEWHERE: ErrorReason.ValueType  # 11
+"""The identity already belongs to another member; metadata "member_id" names it."""
+ERROR_REASON_INSUFFICIENT_POINTS: ErrorReason.ValueType  # 12
+"""Fewer available points than the operation needs."""
+ERROR_REASON_COUPON_NOT_APPLICABLE: ErrorReason.ValueType  # 13
+"""The coupon does not apply: scope, threshold, channel, store or stacking."""
+ERROR_REASON_LIMIT_REACHED: ErrorReason.ValueType  # 14
+"""A total or per-member limit is reached (coupon templates, referrals)."""
+ERROR_REASON_EXPIRED: ErrorReason.ValueType  # 15
+"""The entity's validity window has passed (coupon, verification code, hold)."""
+ERROR_REASON_VERIFICATION_FAILED: ErrorReason.ValueType  # 16
+"""A verification code or pickup code does not match."""
+ERROR_REASON_MEMBER_MERGED: ErrorReason.ValueType  # 17
+"""The member was merged into another; metadata "merged_into" names the survivor."""
+ERROR_REASON_RATE_LIMITED: ErrorReason.ValueType  # 18
+"""Too many tries or requests; retry after the time in metadata "retry_after_seconds"."""
+ERROR_REASON_AMOUNT_MISMATCH: ErrorReason.ValueType  # 19
+"""A paid amount differs from what the order asks for."""
+ERROR_REASON_PICKUP_CODE_LOCKED: ErrorReason.ValueType  # 20
+"""Too many wrong pickup codes: only an associate may hand the order over now."""
+ERROR_REASON_STORE_SERVICE_UNAVAILABLE: ErrorReason.ValueType  # 21
+"""The store does not offer the service (pickup, returns, ship-from-store) or is closed."""
+ERROR_REASON_RETURN_EXCEEDS_PURCHASE: ErrorReason.ValueType  # 22
+"""A return asks for more units than were bought and not yet returned."""
+ERROR_REASON_IN_PROGRESS: ErrorReason.ValueType  # 23
+"""The same request is being executed by a concurrent call; retry shortly."""
 Global___ErrorReason: _TypeAlias = ErrorReason  # noqa: Y015
+
+class _ActorKind:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _ActorKindEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_ActorKind.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    ACTOR_KIND_UNSPECIFIED: _ActorKind.ValueType  # 0
+    ACTOR_KIND_CUSTOMER: _ActorKind.ValueType  # 1
+    ACTOR_KIND_ASSOCIATE: _ActorKind.ValueType  # 2
+    ACTOR_KIND_STORE_MANAGER: _ActorKind.ValueType  # 3
+    ACTOR_KIND_KIOSK: _ActorKind.ValueType  # 4
+    ACTOR_KIND_ADMIN: _ActorKind.ValueType  # 5
+    ACTOR_KIND_PARTNER: _ActorKind.ValueType  # 6
+    ACTOR_KIND_SYSTEM: _ActorKind.ValueType  # 7
+    """Workers of the services themselves (sweepers, sagas, campaigns)."""
+
+class ActorKind(_ActorKind, metaclass=_ActorKindEnumTypeWrapper): ...
+
+ACTOR_KIND_UNSPECIFIED: ActorKind.ValueType  # 0
+ACTOR_KIND_CUSTOMER: ActorKind.ValueType  # 1
+ACTOR_KIND_ASSOCIATE: ActorKind.ValueType  # 2
+ACTOR_KIND_STORE_MANAGER: ActorKind.ValueType  # 3
+ACTOR_KIND_KIOSK: ActorKind.ValueType  # 4
+ACTOR_KIND_ADMIN: ActorKind.ValueType  # 5
+ACTOR_KIND_PARTNER: ActorKind.ValueType  # 6
+ACTOR_KIND_SYSTEM: ActorKind.ValueType  # 7
+"""Workers of the services themselves (sweepers, sagas, campaigns)."""
+Global___ActorKind: _TypeAlias = ActorKind  # noqa: Y015
 
 @_typing.final
 class Money(_message.Message):
@@ -184,3 +265,32 @@ class GeoPoint(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___GeoPoint: _TypeAlias = GeoPoint  # noqa: Y015
+
+@_typing.final
+class Actor(_message.Message):
+    """Who asks for a change, as the gateway or a partner authenticated them; recorded in audits."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    KIND_FIELD_NUMBER: _builtins.int
+    ID_FIELD_NUMBER: _builtins.int
+    STORE_ID_FIELD_NUMBER: _builtins.int
+    kind: Global___ActorKind.ValueType
+    id: _builtins.str
+    """Member, associate, device, partner or admin id; empty for SYSTEM."""
+    store_id: _builtins.str
+    """The store an associate, store manager or kiosk acts for."""
+    def __init__(
+        self,
+        *,
+        kind: Global___ActorKind.ValueType = ...,
+        id: _builtins.str = ...,
+        store_id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["id", b"id", "kind", b"kind", "store_id", b"store_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___Actor: _TypeAlias = Actor  # noqa: Y015

@@ -19,6 +19,11 @@ if sys.version_info >= (3, 11):
 else:
     from typing_extensions import TypeAlias as _TypeAlias, Never as _Never
 
+if sys.version_info >= (3, 13):
+    from warnings import deprecated as _deprecated
+else:
+    from typing_extensions import deprecated as _deprecated
+
 DESCRIPTOR: _descriptor.FileDescriptor
 
 class _IdentityKind:
@@ -41,6 +46,153 @@ IDENTITY_KIND_WECHAT_UNIONID: IdentityKind.ValueType  # 2
 IDENTITY_KIND_WECHAT_OPENID: IdentityKind.ValueType  # 3
 IDENTITY_KIND_APP_ACCOUNT: IdentityKind.ValueType  # 4
 Global___IdentityKind: _TypeAlias = IdentityKind  # noqa: Y015
+
+class _MemberStatus:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _MemberStatusEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_MemberStatus.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    MEMBER_STATUS_UNSPECIFIED: _MemberStatus.ValueType  # 0
+    MEMBER_STATUS_ACTIVE: _MemberStatus.ValueType  # 1
+    MEMBER_STATUS_MERGED: _MemberStatus.ValueType  # 2
+    """Merged into another member: read `merged_into_member_id`."""
+
+class MemberStatus(_MemberStatus, metaclass=_MemberStatusEnumTypeWrapper): ...
+
+MEMBER_STATUS_UNSPECIFIED: MemberStatus.ValueType  # 0
+MEMBER_STATUS_ACTIVE: MemberStatus.ValueType  # 1
+MEMBER_STATUS_MERGED: MemberStatus.ValueType  # 2
+"""Merged into another member: read `merged_into_member_id`."""
+Global___MemberStatus: _TypeAlias = MemberStatus  # noqa: Y015
+
+class _LifecycleStage:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _LifecycleStageEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_LifecycleStage.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    LIFECYCLE_STAGE_UNSPECIFIED: _LifecycleStage.ValueType  # 0
+    LIFECYCLE_STAGE_NEW: _LifecycleStage.ValueType  # 1
+    LIFECYCLE_STAGE_ACTIVE: _LifecycleStage.ValueType  # 2
+    LIFECYCLE_STAGE_DORMANT: _LifecycleStage.ValueType  # 3
+    LIFECYCLE_STAGE_CHURNED: _LifecycleStage.ValueType  # 4
+
+class LifecycleStage(_LifecycleStage, metaclass=_LifecycleStageEnumTypeWrapper):
+    """Derived from activity: new (joined < 30 days), active (purchase or join within 90 days),
+    dormant (90-180 days), churned (> 180 days).
+    """
+
+LIFECYCLE_STAGE_UNSPECIFIED: LifecycleStage.ValueType  # 0
+LIFECYCLE_STAGE_NEW: LifecycleStage.ValueType  # 1
+LIFECYCLE_STAGE_ACTIVE: LifecycleStage.ValueType  # 2
+LIFECYCLE_STAGE_DORMANT: LifecycleStage.ValueType  # 3
+LIFECYCLE_STAGE_CHURNED: LifecycleStage.ValueType  # 4
+Global___LifecycleStage: _TypeAlias = LifecycleStage  # noqa: Y015
+
+class _CouponKind:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _CouponKindEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_CouponKind.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    COUPON_KIND_UNSPECIFIED: _CouponKind.ValueType  # 0
+    COUPON_KIND_FIXED: _CouponKind.ValueType  # 1
+    """A fixed amount off."""
+    COUPON_KIND_PERCENT: _CouponKind.ValueType  # 2
+    """A percentage off, with a cap."""
+    COUPON_KIND_THRESHOLD: _CouponKind.ValueType  # 3
+    """满减: an amount off once the eligible lines reach a threshold."""
+
+class CouponKind(_CouponKind, metaclass=_CouponKindEnumTypeWrapper):
+    """---- Coupons -----------------------------------------------------------------------------"""
+
+COUPON_KIND_UNSPECIFIED: CouponKind.ValueType  # 0
+COUPON_KIND_FIXED: CouponKind.ValueType  # 1
+"""A fixed amount off."""
+COUPON_KIND_PERCENT: CouponKind.ValueType  # 2
+"""A percentage off, with a cap."""
+COUPON_KIND_THRESHOLD: CouponKind.ValueType  # 3
+"""满减: an amount off once the eligible lines reach a threshold."""
+Global___CouponKind: _TypeAlias = CouponKind  # noqa: Y015
+
+class _CouponTemplateStatus:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _CouponTemplateStatusEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_CouponTemplateStatus.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    COUPON_TEMPLATE_STATUS_UNSPECIFIED: _CouponTemplateStatus.ValueType  # 0
+    COUPON_TEMPLATE_STATUS_ACTIVE: _CouponTemplateStatus.ValueType  # 1
+    COUPON_TEMPLATE_STATUS_PAUSED: _CouponTemplateStatus.ValueType  # 2
+
+class CouponTemplateStatus(_CouponTemplateStatus, metaclass=_CouponTemplateStatusEnumTypeWrapper): ...
+
+COUPON_TEMPLATE_STATUS_UNSPECIFIED: CouponTemplateStatus.ValueType  # 0
+COUPON_TEMPLATE_STATUS_ACTIVE: CouponTemplateStatus.ValueType  # 1
+COUPON_TEMPLATE_STATUS_PAUSED: CouponTemplateStatus.ValueType  # 2
+Global___CouponTemplateStatus: _TypeAlias = CouponTemplateStatus  # noqa: Y015
+
+class _CouponStatus:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _CouponStatusEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_CouponStatus.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    COUPON_STATUS_UNSPECIFIED: _CouponStatus.ValueType  # 0
+    COUPON_STATUS_AVAILABLE: _CouponStatus.ValueType  # 1
+    COUPON_STATUS_LOCKED: _CouponStatus.ValueType  # 2
+    COUPON_STATUS_REDEEMED: _CouponStatus.ValueType  # 3
+    COUPON_STATUS_EXPIRED: _CouponStatus.ValueType  # 4
+
+class CouponStatus(_CouponStatus, metaclass=_CouponStatusEnumTypeWrapper): ...
+
+COUPON_STATUS_UNSPECIFIED: CouponStatus.ValueType  # 0
+COUPON_STATUS_AVAILABLE: CouponStatus.ValueType  # 1
+COUPON_STATUS_LOCKED: CouponStatus.ValueType  # 2
+COUPON_STATUS_REDEEMED: CouponStatus.ValueType  # 3
+COUPON_STATUS_EXPIRED: CouponStatus.ValueType  # 4
+Global___CouponStatus: _TypeAlias = CouponStatus  # noqa: Y015
+
+class _ReferralState:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _ReferralStateEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_ReferralState.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    REFERRAL_STATE_UNSPECIFIED: _ReferralState.ValueType  # 0
+    REFERRAL_STATE_JOINED: _ReferralState.ValueType  # 1
+    """Joined; no completed order yet."""
+    REFERRAL_STATE_REWARDED: _ReferralState.ValueType  # 2
+    """The first order completed; both sides rewarded."""
+
+class ReferralState(_ReferralState, metaclass=_ReferralStateEnumTypeWrapper): ...
+
+REFERRAL_STATE_UNSPECIFIED: ReferralState.ValueType  # 0
+REFERRAL_STATE_JOINED: ReferralState.ValueType  # 1
+"""Joined; no completed order yet."""
+REFERRAL_STATE_REWARDED: ReferralState.ValueType  # 2
+"""The first order completed; both sides rewarded."""
+Global___ReferralState: _TypeAlias = ReferralState  # noqa: Y015
+
+class _CampaignStatus:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _CampaignStatusEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_CampaignStatus.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    CAMPAIGN_STATUS_UNSPECIFIED: _CampaignStatus.ValueType  # 0
+    CAMPAIGN_STATUS_RUNNING: _CampaignStatus.ValueType  # 1
+    CAMPAIGN_STATUS_COMPLETED: _CampaignStatus.ValueType  # 2
+    CAMPAIGN_STATUS_CANCELLED: _CampaignStatus.ValueType  # 3
+
+class CampaignStatus(_CampaignStatus, metaclass=_CampaignStatusEnumTypeWrapper): ...
+
+CAMPAIGN_STATUS_UNSPECIFIED: CampaignStatus.ValueType  # 0
+CAMPAIGN_STATUS_RUNNING: CampaignStatus.ValueType  # 1
+CAMPAIGN_STATUS_COMPLETED: CampaignStatus.ValueType  # 2
+CAMPAIGN_STATUS_CANCELLED: CampaignStatus.ValueType  # 3
+Global___CampaignStatus: _TypeAlias = CampaignStatus  # noqa: Y015
 
 @_typing.final
 class Identity(_message.Message):
@@ -77,6 +229,21 @@ class Member(_message.Message):
     TAGS_FIELD_NUMBER: _builtins.int
     JOIN_TIME_FIELD_NUMBER: _builtins.int
     REFERRAL_CODE_FIELD_NUMBER: _builtins.int
+    STATUS_FIELD_NUMBER: _builtins.int
+    MERGED_INTO_MEMBER_ID_FIELD_NUMBER: _builtins.int
+    MERGED_MEMBER_IDS_FIELD_NUMBER: _builtins.int
+    TAG_RECORDS_FIELD_NUMBER: _builtins.int
+    CONSENT_FIELD_NUMBER: _builtins.int
+    ASSOCIATE_FIELD_NUMBER: _builtins.int
+    POINTS_FIELD_NUMBER: _builtins.int
+    LIFECYCLE_STAGE_FIELD_NUMBER: _builtins.int
+    LAST_PURCHASE_TIME_FIELD_NUMBER: _builtins.int
+    JOIN_CHANNEL_FIELD_NUMBER: _builtins.int
+    JOIN_STORE_ID_FIELD_NUMBER: _builtins.int
+    REFERRED_BY_MEMBER_ID_FIELD_NUMBER: _builtins.int
+    QUALIFYING_SPEND_FIELD_NUMBER: _builtins.int
+    TIER_REVIEW_TIME_FIELD_NUMBER: _builtins.int
+    BIRTHDAY_FIELD_NUMBER: _builtins.int
     id: _builtins.str
     display_name: _builtins.str
     tier: _builtins.str
@@ -84,12 +251,48 @@ class Member(_message.Message):
     points_balance: _builtins.int
     home_store_id: _builtins.str
     referral_code: _builtins.str
+    status: Global___MemberStatus.ValueType
+    merged_into_member_id: _builtins.str
+    """For a MERGED member: the member it was merged into (follow it; it may be merged again)."""
+    lifecycle_stage: Global___LifecycleStage.ValueType
+    join_channel: _common_pb2.Channel.ValueType
+    join_store_id: _builtins.str
+    referred_by_member_id: _builtins.str
+    """Who invited this member, if anyone."""
+    birthday: _builtins.str
+    """"MM-DD" (the year is not needed for the birthday bonus); empty when unknown."""
     @_builtins.property
     def identities(self) -> _containers.RepeatedCompositeFieldContainer[Global___Identity]: ...
     @_builtins.property
     def tags(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]: ...
     @_builtins.property
     def join_time(self) -> _timestamp_pb2.Timestamp: ...
+    @_builtins.property
+    def merged_member_ids(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """The members merged into this one (their ids still find this member's orders)."""
+
+    @_builtins.property
+    def tag_records(self) -> _containers.RepeatedCompositeFieldContainer[Global___MemberTag]:
+        """Tags with who added them, where and when; `tags` lists the same tag ids."""
+
+    @_builtins.property
+    def consent(self) -> Global___Consent: ...
+    @_builtins.property
+    def associate(self) -> Global___AssociateBinding:
+        """The member's exclusive guide (专属导购), if any."""
+
+    @_builtins.property
+    def points(self) -> Global___PointsSummary: ...
+    @_builtins.property
+    def last_purchase_time(self) -> _timestamp_pb2.Timestamp: ...
+    @_builtins.property
+    def qualifying_spend(self) -> _common_pb2.Money:
+        """Rolling 12-month qualifying spend."""
+
+    @_builtins.property
+    def tier_review_time(self) -> _timestamp_pb2.Timestamp:
+        """The tier is reviewed (downgrade at most one step) at this time."""
+
     def __init__(
         self,
         *,
@@ -102,14 +305,171 @@ class Member(_message.Message):
         tags: _abc.Iterable[_builtins.str] | None = ...,
         join_time: _timestamp_pb2.Timestamp | None = ...,
         referral_code: _builtins.str = ...,
+        status: Global___MemberStatus.ValueType = ...,
+        merged_into_member_id: _builtins.str = ...,
+        merged_member_ids: _abc.Iterable[_builtins.str] | None = ...,
+        tag_records: _abc.Iterable[Global___MemberTag] | None = ...,
+        consent: Global___Consent | None = ...,
+        associate: Global___AssociateBinding | None = ...,
+        points: Global___PointsSummary | None = ...,
+        lifecycle_stage: Global___LifecycleStage.ValueType = ...,
+        last_purchase_time: _timestamp_pb2.Timestamp | None = ...,
+        join_channel: _common_pb2.Channel.ValueType = ...,
+        join_store_id: _builtins.str = ...,
+        referred_by_member_id: _builtins.str = ...,
+        qualifying_spend: _common_pb2.Money | None = ...,
+        tier_review_time: _timestamp_pb2.Timestamp | None = ...,
+        birthday: _builtins.str = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["join_time", b"join_time"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["associate", b"associate", "consent", b"consent", "join_time", b"join_time", "last_purchase_time", b"last_purchase_time", "points", b"points", "qualifying_spend", b"qualifying_spend", "tier_review_time", b"tier_review_time"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["display_name", b"display_name", "home_store_id", b"home_store_id", "id", b"id", "identities", b"identities", "join_time", b"join_time", "points_balance", b"points_balance", "referral_code", b"referral_code", "tags", b"tags", "tier", b"tier"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["associate", b"associate", "birthday", b"birthday", "consent", b"consent", "display_name", b"display_name", "home_store_id", b"home_store_id", "id", b"id", "identities", b"identities", "join_channel", b"join_channel", "join_store_id", b"join_store_id", "join_time", b"join_time", "last_purchase_time", b"last_purchase_time", "lifecycle_stage", b"lifecycle_stage", "merged_into_member_id", b"merged_into_member_id", "merged_member_ids", b"merged_member_ids", "points", b"points", "points_balance", b"points_balance", "qualifying_spend", b"qualifying_spend", "referral_code", b"referral_code", "referred_by_member_id", b"referred_by_member_id", "status", b"status", "tag_records", b"tag_records", "tags", b"tags", "tier", b"tier", "tier_review_time", b"tier_review_time"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___Member: _TypeAlias = Member  # noqa: Y015
+
+@_typing.final
+class MemberTag(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    TAG_ID_FIELD_NUMBER: _builtins.int
+    ADDED_BY_FIELD_NUMBER: _builtins.int
+    STORE_ID_FIELD_NUMBER: _builtins.int
+    ADD_TIME_FIELD_NUMBER: _builtins.int
+    tag_id: _builtins.str
+    added_by: _builtins.str
+    """Actor id (associate, manager or admin) who added the tag."""
+    store_id: _builtins.str
+    @_builtins.property
+    def add_time(self) -> _timestamp_pb2.Timestamp: ...
+    def __init__(
+        self,
+        *,
+        tag_id: _builtins.str = ...,
+        added_by: _builtins.str = ...,
+        store_id: _builtins.str = ...,
+        add_time: _timestamp_pb2.Timestamp | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["add_time", b"add_time"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["add_time", b"add_time", "added_by", b"added_by", "store_id", b"store_id", "tag_id", b"tag_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___MemberTag: _TypeAlias = MemberTag  # noqa: Y015
+
+@_typing.final
+class Consent(_message.Message):
+    """Marketing consent and the privacy notice (PIPL) the member accepted."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    MARKETING_FIELD_NUMBER: _builtins.int
+    PRIVACY_ACCEPT_TIME_FIELD_NUMBER: _builtins.int
+    UPDATE_TIME_FIELD_NUMBER: _builtins.int
+    marketing: _builtins.bool
+    @_builtins.property
+    def privacy_accept_time(self) -> _timestamp_pb2.Timestamp: ...
+    @_builtins.property
+    def update_time(self) -> _timestamp_pb2.Timestamp: ...
+    def __init__(
+        self,
+        *,
+        marketing: _builtins.bool = ...,
+        privacy_accept_time: _timestamp_pb2.Timestamp | None = ...,
+        update_time: _timestamp_pb2.Timestamp | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["privacy_accept_time", b"privacy_accept_time", "update_time", b"update_time"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["marketing", b"marketing", "privacy_accept_time", b"privacy_accept_time", "update_time", b"update_time"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___Consent: _TypeAlias = Consent  # noqa: Y015
+
+@_typing.final
+class AssociateBinding(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ASSOCIATE_ID_FIELD_NUMBER: _builtins.int
+    STORE_ID_FIELD_NUMBER: _builtins.int
+    BIND_TIME_FIELD_NUMBER: _builtins.int
+    associate_id: _builtins.str
+    store_id: _builtins.str
+    @_builtins.property
+    def bind_time(self) -> _timestamp_pb2.Timestamp: ...
+    def __init__(
+        self,
+        *,
+        associate_id: _builtins.str = ...,
+        store_id: _builtins.str = ...,
+        bind_time: _timestamp_pb2.Timestamp | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["bind_time", b"bind_time"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["associate_id", b"associate_id", "bind_time", b"bind_time", "store_id", b"store_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___AssociateBinding: _TypeAlias = AssociateBinding  # noqa: Y015
+
+@_typing.final
+class PointsSummary(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    AVAILABLE_FIELD_NUMBER: _builtins.int
+    PENDING_FIELD_NUMBER: _builtins.int
+    TOTAL_FIELD_NUMBER: _builtins.int
+    EXPIRING_SOON_FIELD_NUMBER: _builtins.int
+    available: _builtins.int
+    """Spendable now."""
+    pending: _builtins.int
+    """Earned by orders still inside their return window."""
+    total: _builtins.int
+    """available + pending = the sum of the ledger = the sum of the remaining lots."""
+    @_builtins.property
+    def expiring_soon(self) -> _containers.RepeatedCompositeFieldContainer[Global___ExpiringPoints]:
+        """Lots expiring within the next 30 days, soonest first."""
+
+    def __init__(
+        self,
+        *,
+        available: _builtins.int = ...,
+        pending: _builtins.int = ...,
+        total: _builtins.int = ...,
+        expiring_soon: _abc.Iterable[Global___ExpiringPoints] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["available", b"available", "expiring_soon", b"expiring_soon", "pending", b"pending", "total", b"total"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___PointsSummary: _TypeAlias = PointsSummary  # noqa: Y015
+
+@_typing.final
+class ExpiringPoints(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    POINTS_FIELD_NUMBER: _builtins.int
+    EXPIRE_TIME_FIELD_NUMBER: _builtins.int
+    points: _builtins.int
+    @_builtins.property
+    def expire_time(self) -> _timestamp_pb2.Timestamp: ...
+    def __init__(
+        self,
+        *,
+        points: _builtins.int = ...,
+        expire_time: _timestamp_pb2.Timestamp | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["expire_time", b"expire_time"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["expire_time", b"expire_time", "points", b"points"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ExpiringPoints: _TypeAlias = ExpiringPoints  # noqa: Y015
 
 @_typing.final
 class GetMemberRequest(_message.Message):
@@ -242,9 +602,15 @@ class EnsureMemberRequest(_message.Message):
     CHANNEL_FIELD_NUMBER: _builtins.int
     STORE_ID_FIELD_NUMBER: _builtins.int
     ASSOCIATE_ID_FIELD_NUMBER: _builtins.int
+    DISPLAY_NAME_FIELD_NUMBER: _builtins.int
+    MARKETING_CONSENT_FIELD_NUMBER: _builtins.int
     channel: _common_pb2.Channel.ValueType
     store_id: _builtins.str
     associate_id: _builtins.str
+    display_name: _builtins.str
+    """Used only when the member is created."""
+    marketing_consent: _builtins.bool
+    """Marketing consent given at enrolment (only set, never cleared, by this call)."""
     @_builtins.property
     def identity(self) -> Global___Identity: ...
     def __init__(
@@ -254,10 +620,12 @@ class EnsureMemberRequest(_message.Message):
         channel: _common_pb2.Channel.ValueType = ...,
         store_id: _builtins.str = ...,
         associate_id: _builtins.str = ...,
+        display_name: _builtins.str = ...,
+        marketing_consent: _builtins.bool = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["identity", b"identity"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["associate_id", b"associate_id", "channel", b"channel", "identity", b"identity", "store_id", b"store_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["associate_id", b"associate_id", "channel", b"channel", "display_name", b"display_name", "identity", b"identity", "marketing_consent", b"marketing_consent", "store_id", b"store_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -269,7 +637,10 @@ class EnsureMemberResponse(_message.Message):
 
     MEMBER_FIELD_NUMBER: _builtins.int
     CREATED_FIELD_NUMBER: _builtins.int
+    ASSOCIATE_BOUND_FIELD_NUMBER: _builtins.int
     created: _builtins.bool
+    associate_bound: _builtins.bool
+    """True when this call made associate_id the member's exclusive guide."""
     @_builtins.property
     def member(self) -> Global___Member: ...
     def __init__(
@@ -277,10 +648,11 @@ class EnsureMemberResponse(_message.Message):
         *,
         member: Global___Member | None = ...,
         created: _builtins.bool = ...,
+        associate_bound: _builtins.bool = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["member", b"member"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["created", b"created", "member", b"member"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["associate_bound", b"associate_bound", "created", b"created", "member", b"member"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -293,19 +665,38 @@ class MergeMembersRequest(_message.Message):
     SOURCE_MEMBER_ID_FIELD_NUMBER: _builtins.int
     TARGET_MEMBER_ID_FIELD_NUMBER: _builtins.int
     IDEMPOTENCY_KEY_FIELD_NUMBER: _builtins.int
+    REASON_FIELD_NUMBER: _builtins.int
+    ACTOR_FIELD_NUMBER: _builtins.int
+    PROOF_IDENTITY_FIELD_NUMBER: _builtins.int
+    VERIFICATION_CODE_FIELD_NUMBER: _builtins.int
     source_member_id: _builtins.str
+    """The absorbed member: it ends MERGED, answering merged_into forever."""
     target_member_id: _builtins.str
+    """The survivor: it receives identities, points, coupons, tags, referrals, guide, history."""
     idempotency_key: _builtins.str
+    """Optional: a retried merge continues the first one whatever the key."""
+    reason: _builtins.str
+    verification_code: _builtins.str
+    @_builtins.property
+    def actor(self) -> _common_pb2.Actor: ...
+    @_builtins.property
+    def proof_identity(self) -> Global___Identity:
+        """A customer merging proves an identity of the other member with a verification code."""
+
     def __init__(
         self,
         *,
         source_member_id: _builtins.str = ...,
         target_member_id: _builtins.str = ...,
         idempotency_key: _builtins.str = ...,
+        reason: _builtins.str = ...,
+        actor: _common_pb2.Actor | None = ...,
+        proof_identity: Global___Identity | None = ...,
+        verification_code: _builtins.str = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["actor", b"actor", "proof_identity", b"proof_identity"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["idempotency_key", b"idempotency_key", "source_member_id", b"source_member_id", "target_member_id", b"target_member_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["actor", b"actor", "idempotency_key", b"idempotency_key", "proof_identity", b"proof_identity", "reason", b"reason", "source_member_id", b"source_member_id", "target_member_id", b"target_member_id", "verification_code", b"verification_code"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -316,16 +707,21 @@ class MergeMembersResponse(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
     MEMBER_FIELD_NUMBER: _builtins.int
+    MERGE_ID_FIELD_NUMBER: _builtins.int
+    merge_id: _builtins.str
     @_builtins.property
-    def member(self) -> Global___Member: ...
+    def member(self) -> Global___Member:
+        """The survivor after the merge."""
+
     def __init__(
         self,
         *,
         member: Global___Member | None = ...,
+        merge_id: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["member", b"member"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["member", b"member"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["member", b"member", "merge_id", b"merge_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -341,14 +737,34 @@ class PointsEntry(_message.Message):
     KIND_FIELD_NUMBER: _builtins.int
     REFERENCE_FIELD_NUMBER: _builtins.int
     CREATE_TIME_FIELD_NUMBER: _builtins.int
+    BALANCE_AFTER_FIELD_NUMBER: _builtins.int
+    NOTE_FIELD_NUMBER: _builtins.int
+    SHORTFALL_FIELD_NUMBER: _builtins.int
+    ACTOR_FIELD_NUMBER: _builtins.int
+    AVAILABLE_TIME_FIELD_NUMBER: _builtins.int
+    EXPIRE_TIME_FIELD_NUMBER: _builtins.int
     id: _builtins.str
     member_id: _builtins.str
     delta: _builtins.int
     """Positive for earn, negative for redeem and expiry."""
     kind: _builtins.str
     reference: _builtins.str
+    balance_after: _builtins.int
+    """Total (available + pending) after this entry."""
+    note: _builtins.str
+    """Why: the adjustment reason, the merge, the order."""
+    shortfall: _builtins.int
+    """Claw-backs that found too few points: what could not be taken."""
     @_builtins.property
     def create_time(self) -> _timestamp_pb2.Timestamp: ...
+    @_builtins.property
+    def actor(self) -> _common_pb2.Actor: ...
+    @_builtins.property
+    def available_time(self) -> _timestamp_pb2.Timestamp:
+        """For earn entries: when the points become available and when they expire."""
+
+    @_builtins.property
+    def expire_time(self) -> _timestamp_pb2.Timestamp: ...
     def __init__(
         self,
         *,
@@ -358,10 +774,16 @@ class PointsEntry(_message.Message):
         kind: _builtins.str = ...,
         reference: _builtins.str = ...,
         create_time: _timestamp_pb2.Timestamp | None = ...,
+        balance_after: _builtins.int = ...,
+        note: _builtins.str = ...,
+        shortfall: _builtins.int = ...,
+        actor: _common_pb2.Actor | None = ...,
+        available_time: _timestamp_pb2.Timestamp | None = ...,
+        expire_time: _timestamp_pb2.Timestamp | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["create_time", b"create_time"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["actor", b"actor", "available_time", b"available_time", "create_time", b"create_time", "expire_time", b"expire_time"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["create_time", b"create_time", "delta", b"delta", "id", b"id", "kind", b"kind", "member_id", b"member_id", "reference", b"reference"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["actor", b"actor", "available_time", b"available_time", "balance_after", b"balance_after", "create_time", b"create_time", "delta", b"delta", "expire_time", b"expire_time", "id", b"id", "kind", b"kind", "member_id", b"member_id", "note", b"note", "reference", b"reference", "shortfall", b"shortfall"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -374,19 +796,28 @@ class EarnPointsRequest(_message.Message):
     MEMBER_ID_FIELD_NUMBER: _builtins.int
     POINTS_FIELD_NUMBER: _builtins.int
     REFERENCE_FIELD_NUMBER: _builtins.int
+    AVAILABLE_TIME_FIELD_NUMBER: _builtins.int
+    NOTE_FIELD_NUMBER: _builtins.int
     member_id: _builtins.str
     points: _builtins.int
     reference: _builtins.str
+    note: _builtins.str
+    @_builtins.property
+    def available_time(self) -> _timestamp_pb2.Timestamp:
+        """Pending until this time (e.g. the end of a return window); available at once if unset."""
+
     def __init__(
         self,
         *,
         member_id: _builtins.str = ...,
         points: _builtins.int = ...,
         reference: _builtins.str = ...,
+        available_time: _timestamp_pb2.Timestamp | None = ...,
+        note: _builtins.str = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["available_time", b"available_time"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["member_id", b"member_id", "points", b"points", "reference", b"reference"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["available_time", b"available_time", "member_id", b"member_id", "note", b"note", "points", b"points", "reference", b"reference"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -399,6 +830,7 @@ class EarnPointsResponse(_message.Message):
     ENTRY_FIELD_NUMBER: _builtins.int
     BALANCE_FIELD_NUMBER: _builtins.int
     balance: _builtins.int
+    """Total after the entry."""
     @_builtins.property
     def entry(self) -> Global___PointsEntry: ...
     def __init__(
@@ -422,19 +854,26 @@ class RedeemPointsRequest(_message.Message):
     MEMBER_ID_FIELD_NUMBER: _builtins.int
     POINTS_FIELD_NUMBER: _builtins.int
     REFERENCE_FIELD_NUMBER: _builtins.int
+    ORDER_AMOUNT_FIELD_NUMBER: _builtins.int
     member_id: _builtins.str
     points: _builtins.int
     reference: _builtins.str
+    """The order id: a replay redeems once; RevertPointsRedemption gives it back."""
+    @_builtins.property
+    def order_amount(self) -> _common_pb2.Money:
+        """The order's amount before points, for the per-order cap."""
+
     def __init__(
         self,
         *,
         member_id: _builtins.str = ...,
         points: _builtins.int = ...,
         reference: _builtins.str = ...,
+        order_amount: _common_pb2.Money | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["order_amount", b"order_amount"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["member_id", b"member_id", "points", b"points", "reference", b"reference"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["member_id", b"member_id", "order_amount", b"order_amount", "points", b"points", "reference", b"reference"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -446,18 +885,25 @@ class RedeemPointsResponse(_message.Message):
 
     ENTRY_FIELD_NUMBER: _builtins.int
     BALANCE_FIELD_NUMBER: _builtins.int
+    VALUE_FIELD_NUMBER: _builtins.int
     balance: _builtins.int
+    """Total after the entry."""
     @_builtins.property
     def entry(self) -> Global___PointsEntry: ...
+    @_builtins.property
+    def value(self) -> _common_pb2.Money:
+        """What the redeemed points are worth (e.g. 100 points = 100 fen)."""
+
     def __init__(
         self,
         *,
         entry: Global___PointsEntry | None = ...,
         balance: _builtins.int = ...,
+        value: _common_pb2.Money | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["entry", b"entry"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["entry", b"entry", "value", b"value"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["balance", b"balance", "entry", b"entry"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["balance", b"balance", "entry", b"entry", "value", b"value"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -518,19 +964,39 @@ class LockCouponRequest(_message.Message):
     COUPON_ID_FIELD_NUMBER: _builtins.int
     MEMBER_ID_FIELD_NUMBER: _builtins.int
     ORDER_ID_FIELD_NUMBER: _builtins.int
+    LINES_FIELD_NUMBER: _builtins.int
+    CHANNEL_FIELD_NUMBER: _builtins.int
+    STORE_ID_FIELD_NUMBER: _builtins.int
+    LOCK_UNTIL_FIELD_NUMBER: _builtins.int
+    WITH_POINTS_FIELD_NUMBER: _builtins.int
     coupon_id: _builtins.str
     member_id: _builtins.str
     order_id: _builtins.str
+    channel: _common_pb2.Channel.ValueType
+    store_id: _builtins.str
+    with_points: _builtins.bool
+    """Whether the order also redeems points (templates may forbid combining)."""
+    @_builtins.property
+    def lines(self) -> _containers.RepeatedCompositeFieldContainer[Global___EvaluationLine]: ...
+    @_builtins.property
+    def lock_until(self) -> _timestamp_pb2.Timestamp:
+        """The lock lapses (and ReleaseExpiredCouponLocks frees the coupon) after this time."""
+
     def __init__(
         self,
         *,
         coupon_id: _builtins.str = ...,
         member_id: _builtins.str = ...,
         order_id: _builtins.str = ...,
+        lines: _abc.Iterable[Global___EvaluationLine] | None = ...,
+        channel: _common_pb2.Channel.ValueType = ...,
+        store_id: _builtins.str = ...,
+        lock_until: _timestamp_pb2.Timestamp | None = ...,
+        with_points: _builtins.bool = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["lock_until", b"lock_until"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["coupon_id", b"coupon_id", "member_id", b"member_id", "order_id", b"order_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["channel", b"channel", "coupon_id", b"coupon_id", "lines", b"lines", "lock_until", b"lock_until", "member_id", b"member_id", "order_id", b"order_id", "store_id", b"store_id", "with_points", b"with_points"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -541,16 +1007,26 @@ class LockCouponResponse(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
     DISCOUNT_FIELD_NUMBER: _builtins.int
+    LINE_DISCOUNTS_FIELD_NUMBER: _builtins.int
+    COUPON_FIELD_NUMBER: _builtins.int
     @_builtins.property
     def discount(self) -> _common_pb2.Money: ...
+    @_builtins.property
+    def line_discounts(self) -> _containers.RepeatedCompositeFieldContainer[Global___LineDiscount]:
+        """The discount allocated to each line (sums to `discount`)."""
+
+    @_builtins.property
+    def coupon(self) -> Global___Coupon: ...
     def __init__(
         self,
         *,
         discount: _common_pb2.Money | None = ...,
+        line_discounts: _abc.Iterable[Global___LineDiscount] | None = ...,
+        coupon: Global___Coupon | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["discount", b"discount"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["coupon", b"coupon", "discount", b"discount"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["discount", b"discount"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["coupon", b"coupon", "discount", b"discount", "line_discounts", b"line_discounts"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -562,17 +1038,35 @@ class RedeemCouponRequest(_message.Message):
 
     COUPON_ID_FIELD_NUMBER: _builtins.int
     ORDER_ID_FIELD_NUMBER: _builtins.int
+    COUPON_CODE_FIELD_NUMBER: _builtins.int
+    MEMBER_ID_FIELD_NUMBER: _builtins.int
+    LINES_FIELD_NUMBER: _builtins.int
+    CHANNEL_FIELD_NUMBER: _builtins.int
+    STORE_ID_FIELD_NUMBER: _builtins.int
     coupon_id: _builtins.str
+    """Either the coupon id of a locked coupon, or (at the till) its code."""
     order_id: _builtins.str
+    coupon_code: _builtins.str
+    member_id: _builtins.str
+    """At the till: the member presenting the code, the lines, channel and store."""
+    channel: _common_pb2.Channel.ValueType
+    store_id: _builtins.str
+    @_builtins.property
+    def lines(self) -> _containers.RepeatedCompositeFieldContainer[Global___EvaluationLine]: ...
     def __init__(
         self,
         *,
         coupon_id: _builtins.str = ...,
         order_id: _builtins.str = ...,
+        coupon_code: _builtins.str = ...,
+        member_id: _builtins.str = ...,
+        lines: _abc.Iterable[Global___EvaluationLine] | None = ...,
+        channel: _common_pb2.Channel.ValueType = ...,
+        store_id: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["coupon_id", b"coupon_id", "order_id", b"order_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["channel", b"channel", "coupon_code", b"coupon_code", "coupon_id", b"coupon_id", "lines", b"lines", "member_id", b"member_id", "order_id", b"order_id", "store_id", b"store_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -582,12 +1076,25 @@ Global___RedeemCouponRequest: _TypeAlias = RedeemCouponRequest  # noqa: Y015
 class RedeemCouponResponse(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
+    COUPON_FIELD_NUMBER: _builtins.int
+    DISCOUNT_FIELD_NUMBER: _builtins.int
+    LINE_DISCOUNTS_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def coupon(self) -> Global___Coupon: ...
+    @_builtins.property
+    def discount(self) -> _common_pb2.Money: ...
+    @_builtins.property
+    def line_discounts(self) -> _containers.RepeatedCompositeFieldContainer[Global___LineDiscount]: ...
     def __init__(
         self,
+        *,
+        coupon: Global___Coupon | None = ...,
+        discount: _common_pb2.Money | None = ...,
+        line_discounts: _abc.Iterable[Global___LineDiscount] | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["coupon", b"coupon", "discount", b"discount"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["coupon", b"coupon", "discount", b"discount", "line_discounts", b"line_discounts"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -619,12 +1126,17 @@ Global___ReleaseCouponRequest: _TypeAlias = ReleaseCouponRequest  # noqa: Y015
 class ReleaseCouponResponse(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
+    COUPON_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def coupon(self) -> Global___Coupon: ...
     def __init__(
         self,
+        *,
+        coupon: Global___Coupon | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["coupon", b"coupon"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["coupon", b"coupon"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -641,15 +1153,37 @@ class ListSegmentMembersRequest(_message.Message):
     HOME_STORE_ID_FIELD_NUMBER: _builtins.int
     PAGE_SIZE_FIELD_NUMBER: _builtins.int
     PAGE_TOKEN_FIELD_NUMBER: _builtins.int
-    min_points: _builtins.int
-    max_points: _builtins.int
-    home_store_id: _builtins.str
+    RULE_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    @_deprecated("""This field has been marked as deprecated using proto field options.""")
+    def min_points(self) -> _builtins.int: ...
+    @min_points.setter
+    @_deprecated("""This field has been marked as deprecated using proto field options.""")
+    def min_points(self, value: _builtins.int) -> None: ...
+    @_builtins.property
+    @_deprecated("""This field has been marked as deprecated using proto field options.""")
+    def max_points(self) -> _builtins.int: ...
+    @max_points.setter
+    @_deprecated("""This field has been marked as deprecated using proto field options.""")
+    def max_points(self, value: _builtins.int) -> None: ...
+    @_builtins.property
+    @_deprecated("""This field has been marked as deprecated using proto field options.""")
+    def home_store_id(self) -> _builtins.str: ...
+    @home_store_id.setter
+    @_deprecated("""This field has been marked as deprecated using proto field options.""")
+    def home_store_id(self, value: _builtins.str) -> None: ...
     page_size: _builtins.int
     page_token: _builtins.str
     @_builtins.property
-    def tags(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]: ...
+    @_deprecated("""This field has been marked as deprecated using proto field options.""")
+    def tags(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """Superseded by `rule`; a request setting them is refused."""
+
     @_builtins.property
+    @_deprecated("""This field has been marked as deprecated using proto field options.""")
     def tiers(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]: ...
+    @_builtins.property
+    def rule(self) -> Global___SegmentRule: ...
     def __init__(
         self,
         *,
@@ -660,10 +1194,11 @@ class ListSegmentMembersRequest(_message.Message):
         home_store_id: _builtins.str = ...,
         page_size: _builtins.int = ...,
         page_token: _builtins.str = ...,
+        rule: Global___SegmentRule | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["rule", b"rule"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["home_store_id", b"home_store_id", "max_points", b"max_points", "min_points", b"min_points", "page_size", b"page_size", "page_token", b"page_token", "tags", b"tags", "tiers", b"tiers"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["home_store_id", b"home_store_id", "max_points", b"max_points", "min_points", b"min_points", "page_size", b"page_size", "page_token", b"page_token", "rule", b"rule", "tags", b"tags", "tiers", b"tiers"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -694,3 +1229,2654 @@ class ListSegmentMembersResponse(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___ListSegmentMembersResponse: _TypeAlias = ListSegmentMembersResponse  # noqa: Y015
+
+@_typing.final
+class RequestIdentityVerificationRequest(_message.Message):
+    """---- Identity and profile -------------------------------------------------------------"""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    IDENTITY_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def identity(self) -> Global___Identity: ...
+    def __init__(
+        self,
+        *,
+        identity: Global___Identity | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["identity", b"identity"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["identity", b"identity"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___RequestIdentityVerificationRequest: _TypeAlias = RequestIdentityVerificationRequest  # noqa: Y015
+
+@_typing.final
+class RequestIdentityVerificationResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    EXPIRE_TIME_FIELD_NUMBER: _builtins.int
+    DEBUG_CODE_FIELD_NUMBER: _builtins.int
+    debug_code: _builtins.str
+    """Only when the service runs with MEMBER_EXPOSE_VERIFICATION_CODES (development): the code
+    the SMS partner would have sent. Always empty in production.
+    """
+    @_builtins.property
+    def expire_time(self) -> _timestamp_pb2.Timestamp: ...
+    def __init__(
+        self,
+        *,
+        expire_time: _timestamp_pb2.Timestamp | None = ...,
+        debug_code: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["expire_time", b"expire_time"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["debug_code", b"debug_code", "expire_time", b"expire_time"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___RequestIdentityVerificationResponse: _TypeAlias = RequestIdentityVerificationResponse  # noqa: Y015
+
+@_typing.final
+class BindIdentityRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    MEMBER_ID_FIELD_NUMBER: _builtins.int
+    IDENTITY_FIELD_NUMBER: _builtins.int
+    VERIFICATION_CODE_FIELD_NUMBER: _builtins.int
+    ACTOR_FIELD_NUMBER: _builtins.int
+    member_id: _builtins.str
+    verification_code: _builtins.str
+    """Proof that the caller owns `identity`; not needed when the actor is an admin."""
+    @_builtins.property
+    def identity(self) -> Global___Identity: ...
+    @_builtins.property
+    def actor(self) -> _common_pb2.Actor: ...
+    def __init__(
+        self,
+        *,
+        member_id: _builtins.str = ...,
+        identity: Global___Identity | None = ...,
+        verification_code: _builtins.str = ...,
+        actor: _common_pb2.Actor | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["actor", b"actor", "identity", b"identity"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["actor", b"actor", "identity", b"identity", "member_id", b"member_id", "verification_code", b"verification_code"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___BindIdentityRequest: _TypeAlias = BindIdentityRequest  # noqa: Y015
+
+@_typing.final
+class BindIdentityResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    MEMBER_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def member(self) -> Global___Member: ...
+    def __init__(
+        self,
+        *,
+        member: Global___Member | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["member", b"member"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["member", b"member"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___BindIdentityResponse: _TypeAlias = BindIdentityResponse  # noqa: Y015
+
+@_typing.final
+class UpdateMemberProfileRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    MEMBER_ID_FIELD_NUMBER: _builtins.int
+    DISPLAY_NAME_FIELD_NUMBER: _builtins.int
+    BIRTHDAY_FIELD_NUMBER: _builtins.int
+    MARKETING_CONSENT_FIELD_NUMBER: _builtins.int
+    ACCEPT_PRIVACY_NOTICE_FIELD_NUMBER: _builtins.int
+    UPDATE_CONSENT_FIELD_NUMBER: _builtins.int
+    ACTOR_FIELD_NUMBER: _builtins.int
+    member_id: _builtins.str
+    display_name: _builtins.str
+    """Empty fields are left as they are."""
+    birthday: _builtins.str
+    """"MM-DD"; set once (a birthday bonus cannot be moved around the calendar)."""
+    marketing_consent: _builtins.bool
+    """Only applied when `update_consent` is set."""
+    accept_privacy_notice: _builtins.bool
+    update_consent: _builtins.bool
+    @_builtins.property
+    def actor(self) -> _common_pb2.Actor: ...
+    def __init__(
+        self,
+        *,
+        member_id: _builtins.str = ...,
+        display_name: _builtins.str = ...,
+        birthday: _builtins.str = ...,
+        marketing_consent: _builtins.bool = ...,
+        accept_privacy_notice: _builtins.bool = ...,
+        update_consent: _builtins.bool = ...,
+        actor: _common_pb2.Actor | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["actor", b"actor"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["accept_privacy_notice", b"accept_privacy_notice", "actor", b"actor", "birthday", b"birthday", "display_name", b"display_name", "marketing_consent", b"marketing_consent", "member_id", b"member_id", "update_consent", b"update_consent"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___UpdateMemberProfileRequest: _TypeAlias = UpdateMemberProfileRequest  # noqa: Y015
+
+@_typing.final
+class UpdateMemberProfileResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    MEMBER_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def member(self) -> Global___Member: ...
+    def __init__(
+        self,
+        *,
+        member: Global___Member | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["member", b"member"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["member", b"member"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___UpdateMemberProfileResponse: _TypeAlias = UpdateMemberProfileResponse  # noqa: Y015
+
+@_typing.final
+class MemberAuditEntry(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    @_typing.final
+    class DetailsEntry(_message.Message):
+        DESCRIPTOR: _descriptor.Descriptor
+
+        KEY_FIELD_NUMBER: _builtins.int
+        VALUE_FIELD_NUMBER: _builtins.int
+        key: _builtins.str
+        value: _builtins.str
+        def __init__(
+            self,
+            *,
+            key: _builtins.str = ...,
+            value: _builtins.str = ...,
+        ) -> None: ...
+        _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+        def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+        _ClearFieldArgType: _TypeAlias = _typing.Literal["key", b"key", "value", b"value"]  # noqa: Y015
+        def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+        def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+    ID_FIELD_NUMBER: _builtins.int
+    MEMBER_ID_FIELD_NUMBER: _builtins.int
+    ACTION_FIELD_NUMBER: _builtins.int
+    ACTOR_FIELD_NUMBER: _builtins.int
+    OCCUR_TIME_FIELD_NUMBER: _builtins.int
+    DETAILS_FIELD_NUMBER: _builtins.int
+    id: _builtins.str
+    member_id: _builtins.str
+    action: _builtins.str
+    """identity_bound, merged_in, merged_away, associate_assigned, tagged, untagged,
+    profile_updated, consent_updated, tier_changed, points_adjusted, referral_joined.
+    """
+    @_builtins.property
+    def actor(self) -> _common_pb2.Actor: ...
+    @_builtins.property
+    def occur_time(self) -> _timestamp_pb2.Timestamp: ...
+    @_builtins.property
+    def details(self) -> _containers.ScalarMap[_builtins.str, _builtins.str]: ...
+    def __init__(
+        self,
+        *,
+        id: _builtins.str = ...,
+        member_id: _builtins.str = ...,
+        action: _builtins.str = ...,
+        actor: _common_pb2.Actor | None = ...,
+        occur_time: _timestamp_pb2.Timestamp | None = ...,
+        details: _abc.Mapping[_builtins.str, _builtins.str] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["actor", b"actor", "occur_time", b"occur_time"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["action", b"action", "actor", b"actor", "details", b"details", "id", b"id", "member_id", b"member_id", "occur_time", b"occur_time"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___MemberAuditEntry: _TypeAlias = MemberAuditEntry  # noqa: Y015
+
+@_typing.final
+class ListMemberAuditRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    MEMBER_ID_FIELD_NUMBER: _builtins.int
+    PAGE_SIZE_FIELD_NUMBER: _builtins.int
+    PAGE_TOKEN_FIELD_NUMBER: _builtins.int
+    member_id: _builtins.str
+    page_size: _builtins.int
+    page_token: _builtins.str
+    def __init__(
+        self,
+        *,
+        member_id: _builtins.str = ...,
+        page_size: _builtins.int = ...,
+        page_token: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["member_id", b"member_id", "page_size", b"page_size", "page_token", b"page_token"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListMemberAuditRequest: _TypeAlias = ListMemberAuditRequest  # noqa: Y015
+
+@_typing.final
+class ListMemberAuditResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ENTRIES_FIELD_NUMBER: _builtins.int
+    NEXT_PAGE_TOKEN_FIELD_NUMBER: _builtins.int
+    next_page_token: _builtins.str
+    @_builtins.property
+    def entries(self) -> _containers.RepeatedCompositeFieldContainer[Global___MemberAuditEntry]: ...
+    def __init__(
+        self,
+        *,
+        entries: _abc.Iterable[Global___MemberAuditEntry] | None = ...,
+        next_page_token: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["entries", b"entries", "next_page_token", b"next_page_token"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListMemberAuditResponse: _TypeAlias = ListMemberAuditResponse  # noqa: Y015
+
+@_typing.final
+class AssignAssociateRequest(_message.Message):
+    """---- Associates' members -----------------------------------------------------------------"""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    MEMBER_ID_FIELD_NUMBER: _builtins.int
+    ASSOCIATE_ID_FIELD_NUMBER: _builtins.int
+    STORE_ID_FIELD_NUMBER: _builtins.int
+    ACTOR_FIELD_NUMBER: _builtins.int
+    REASON_FIELD_NUMBER: _builtins.int
+    member_id: _builtins.str
+    associate_id: _builtins.str
+    store_id: _builtins.str
+    reason: _builtins.str
+    @_builtins.property
+    def actor(self) -> _common_pb2.Actor: ...
+    def __init__(
+        self,
+        *,
+        member_id: _builtins.str = ...,
+        associate_id: _builtins.str = ...,
+        store_id: _builtins.str = ...,
+        actor: _common_pb2.Actor | None = ...,
+        reason: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["actor", b"actor"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["actor", b"actor", "associate_id", b"associate_id", "member_id", b"member_id", "reason", b"reason", "store_id", b"store_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___AssignAssociateRequest: _TypeAlias = AssignAssociateRequest  # noqa: Y015
+
+@_typing.final
+class AssignAssociateResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    MEMBER_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def member(self) -> Global___Member: ...
+    def __init__(
+        self,
+        *,
+        member: Global___Member | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["member", b"member"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["member", b"member"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___AssignAssociateResponse: _TypeAlias = AssignAssociateResponse  # noqa: Y015
+
+@_typing.final
+class ListMembersRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ASSOCIATE_ID_FIELD_NUMBER: _builtins.int
+    STORE_ID_FIELD_NUMBER: _builtins.int
+    QUERY_FIELD_NUMBER: _builtins.int
+    PAGE_SIZE_FIELD_NUMBER: _builtins.int
+    PAGE_TOKEN_FIELD_NUMBER: _builtins.int
+    associate_id: _builtins.str
+    """At least one of associate_id and store_id. store_id matches the guide's store, the
+    home store and the store of enrolment.
+    """
+    store_id: _builtins.str
+    query: _builtins.str
+    """Optional: a name fragment, or the last 4+ digits of a phone number."""
+    page_size: _builtins.int
+    page_token: _builtins.str
+    def __init__(
+        self,
+        *,
+        associate_id: _builtins.str = ...,
+        store_id: _builtins.str = ...,
+        query: _builtins.str = ...,
+        page_size: _builtins.int = ...,
+        page_token: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["associate_id", b"associate_id", "page_size", b"page_size", "page_token", b"page_token", "query", b"query", "store_id", b"store_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListMembersRequest: _TypeAlias = ListMembersRequest  # noqa: Y015
+
+@_typing.final
+class ListMembersResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    MEMBERS_FIELD_NUMBER: _builtins.int
+    NEXT_PAGE_TOKEN_FIELD_NUMBER: _builtins.int
+    next_page_token: _builtins.str
+    @_builtins.property
+    def members(self) -> _containers.RepeatedCompositeFieldContainer[Global___Member]: ...
+    def __init__(
+        self,
+        *,
+        members: _abc.Iterable[Global___Member] | None = ...,
+        next_page_token: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["members", b"members", "next_page_token", b"next_page_token"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListMembersResponse: _TypeAlias = ListMembersResponse  # noqa: Y015
+
+@_typing.final
+class TagDefinition(_message.Message):
+    """---- Tags ------------------------------------------------------------------------------"""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ID_FIELD_NUMBER: _builtins.int
+    NAME_FIELD_NUMBER: _builtins.int
+    GROUP_FIELD_NUMBER: _builtins.int
+    COLOUR_FIELD_NUMBER: _builtins.int
+    CREATED_BY_FIELD_NUMBER: _builtins.int
+    UPDATE_TIME_FIELD_NUMBER: _builtins.int
+    id: _builtins.str
+    """Lowercase letters, digits and underscores, e.g. "coffee_lover"."""
+    group: _builtins.str
+    """Groups the catalogue in the console, e.g. "interest", "lifestyle"."""
+    colour: _builtins.str
+    """"#RRGGBB"."""
+    created_by: _builtins.str
+    @_builtins.property
+    def name(self) -> _common_pb2.LocalizedText: ...
+    @_builtins.property
+    def update_time(self) -> _timestamp_pb2.Timestamp: ...
+    def __init__(
+        self,
+        *,
+        id: _builtins.str = ...,
+        name: _common_pb2.LocalizedText | None = ...,
+        group: _builtins.str = ...,
+        colour: _builtins.str = ...,
+        created_by: _builtins.str = ...,
+        update_time: _timestamp_pb2.Timestamp | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["name", b"name", "update_time", b"update_time"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["colour", b"colour", "created_by", b"created_by", "group", b"group", "id", b"id", "name", b"name", "update_time", b"update_time"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___TagDefinition: _TypeAlias = TagDefinition  # noqa: Y015
+
+@_typing.final
+class UpsertTagDefinitionRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    TAG_FIELD_NUMBER: _builtins.int
+    ACTOR_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def tag(self) -> Global___TagDefinition: ...
+    @_builtins.property
+    def actor(self) -> _common_pb2.Actor: ...
+    def __init__(
+        self,
+        *,
+        tag: Global___TagDefinition | None = ...,
+        actor: _common_pb2.Actor | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["actor", b"actor", "tag", b"tag"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["actor", b"actor", "tag", b"tag"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___UpsertTagDefinitionRequest: _TypeAlias = UpsertTagDefinitionRequest  # noqa: Y015
+
+@_typing.final
+class UpsertTagDefinitionResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    TAG_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def tag(self) -> Global___TagDefinition: ...
+    def __init__(
+        self,
+        *,
+        tag: Global___TagDefinition | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["tag", b"tag"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["tag", b"tag"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___UpsertTagDefinitionResponse: _TypeAlias = UpsertTagDefinitionResponse  # noqa: Y015
+
+@_typing.final
+class ListTagDefinitionsRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    def __init__(
+        self,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListTagDefinitionsRequest: _TypeAlias = ListTagDefinitionsRequest  # noqa: Y015
+
+@_typing.final
+class ListTagDefinitionsResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    TAGS_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def tags(self) -> _containers.RepeatedCompositeFieldContainer[Global___TagDefinition]: ...
+    def __init__(
+        self,
+        *,
+        tags: _abc.Iterable[Global___TagDefinition] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["tags", b"tags"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListTagDefinitionsResponse: _TypeAlias = ListTagDefinitionsResponse  # noqa: Y015
+
+@_typing.final
+class TagMemberRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    MEMBER_ID_FIELD_NUMBER: _builtins.int
+    TAG_ID_FIELD_NUMBER: _builtins.int
+    ACTOR_FIELD_NUMBER: _builtins.int
+    member_id: _builtins.str
+    tag_id: _builtins.str
+    @_builtins.property
+    def actor(self) -> _common_pb2.Actor: ...
+    def __init__(
+        self,
+        *,
+        member_id: _builtins.str = ...,
+        tag_id: _builtins.str = ...,
+        actor: _common_pb2.Actor | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["actor", b"actor"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["actor", b"actor", "member_id", b"member_id", "tag_id", b"tag_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___TagMemberRequest: _TypeAlias = TagMemberRequest  # noqa: Y015
+
+@_typing.final
+class TagMemberResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    MEMBER_FIELD_NUMBER: _builtins.int
+    ADDED_FIELD_NUMBER: _builtins.int
+    added: _builtins.bool
+    """False when the member already had the tag."""
+    @_builtins.property
+    def member(self) -> Global___Member: ...
+    def __init__(
+        self,
+        *,
+        member: Global___Member | None = ...,
+        added: _builtins.bool = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["member", b"member"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["added", b"added", "member", b"member"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___TagMemberResponse: _TypeAlias = TagMemberResponse  # noqa: Y015
+
+@_typing.final
+class UntagMemberRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    MEMBER_ID_FIELD_NUMBER: _builtins.int
+    TAG_ID_FIELD_NUMBER: _builtins.int
+    ACTOR_FIELD_NUMBER: _builtins.int
+    member_id: _builtins.str
+    tag_id: _builtins.str
+    @_builtins.property
+    def actor(self) -> _common_pb2.Actor: ...
+    def __init__(
+        self,
+        *,
+        member_id: _builtins.str = ...,
+        tag_id: _builtins.str = ...,
+        actor: _common_pb2.Actor | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["actor", b"actor"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["actor", b"actor", "member_id", b"member_id", "tag_id", b"tag_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___UntagMemberRequest: _TypeAlias = UntagMemberRequest  # noqa: Y015
+
+@_typing.final
+class UntagMemberResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    MEMBER_FIELD_NUMBER: _builtins.int
+    REMOVED_FIELD_NUMBER: _builtins.int
+    removed: _builtins.bool
+    @_builtins.property
+    def member(self) -> Global___Member: ...
+    def __init__(
+        self,
+        *,
+        member: Global___Member | None = ...,
+        removed: _builtins.bool = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["member", b"member"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["member", b"member", "removed", b"removed"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___UntagMemberResponse: _TypeAlias = UntagMemberResponse  # noqa: Y015
+
+@_typing.final
+class TierDefinition(_message.Message):
+    """---- Tiers -------------------------------------------------------------------------------"""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    CODE_FIELD_NUMBER: _builtins.int
+    NAME_FIELD_NUMBER: _builtins.int
+    THRESHOLD_FIELD_NUMBER: _builtins.int
+    POINTS_MULTIPLIER_PERCENT_FIELD_NUMBER: _builtins.int
+    BIRTHDAY_BONUS_POINTS_FIELD_NUMBER: _builtins.int
+    code: _builtins.str
+    """bronze, silver, gold, platinum (lowest first in a policy)."""
+    points_multiplier_percent: _builtins.int
+    """Points earned per yuan are multiplied by this (in hundredths: 150 = 1.5x)."""
+    birthday_bonus_points: _builtins.int
+    """Points given once a year in the birthday month."""
+    @_builtins.property
+    def name(self) -> _common_pb2.LocalizedText: ...
+    @_builtins.property
+    def threshold(self) -> _common_pb2.Money:
+        """Rolling 12-month qualifying spend that reaches this tier."""
+
+    def __init__(
+        self,
+        *,
+        code: _builtins.str = ...,
+        name: _common_pb2.LocalizedText | None = ...,
+        threshold: _common_pb2.Money | None = ...,
+        points_multiplier_percent: _builtins.int = ...,
+        birthday_bonus_points: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["name", b"name", "threshold", b"threshold"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["birthday_bonus_points", b"birthday_bonus_points", "code", b"code", "name", b"name", "points_multiplier_percent", b"points_multiplier_percent", "threshold", b"threshold"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___TierDefinition: _TypeAlias = TierDefinition  # noqa: Y015
+
+@_typing.final
+class TierPolicy(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    TIERS_FIELD_NUMBER: _builtins.int
+    POINTS_PER_YUAN_FIELD_NUMBER: _builtins.int
+    POINTS_PER_YUAN_REDEEMED_FIELD_NUMBER: _builtins.int
+    MAX_REDEEM_PERCENT_FIELD_NUMBER: _builtins.int
+    UPDATE_TIME_FIELD_NUMBER: _builtins.int
+    points_per_yuan: _builtins.int
+    """Points per yuan paid before the multiplier."""
+    points_per_yuan_redeemed: _builtins.int
+    """Points that make one yuan when redeemed (100 = 100 points per yuan)."""
+    max_redeem_percent: _builtins.int
+    """At most this share of an order's amount may be paid with points, in percent."""
+    @_builtins.property
+    def tiers(self) -> _containers.RepeatedCompositeFieldContainer[Global___TierDefinition]:
+        """Lowest first; the first tier's threshold is 0."""
+
+    @_builtins.property
+    def update_time(self) -> _timestamp_pb2.Timestamp: ...
+    def __init__(
+        self,
+        *,
+        tiers: _abc.Iterable[Global___TierDefinition] | None = ...,
+        points_per_yuan: _builtins.int = ...,
+        points_per_yuan_redeemed: _builtins.int = ...,
+        max_redeem_percent: _builtins.int = ...,
+        update_time: _timestamp_pb2.Timestamp | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["update_time", b"update_time"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["max_redeem_percent", b"max_redeem_percent", "points_per_yuan", b"points_per_yuan", "points_per_yuan_redeemed", b"points_per_yuan_redeemed", "tiers", b"tiers", "update_time", b"update_time"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___TierPolicy: _TypeAlias = TierPolicy  # noqa: Y015
+
+@_typing.final
+class SetTierPolicyRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    POLICY_FIELD_NUMBER: _builtins.int
+    ACTOR_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def policy(self) -> Global___TierPolicy: ...
+    @_builtins.property
+    def actor(self) -> _common_pb2.Actor: ...
+    def __init__(
+        self,
+        *,
+        policy: Global___TierPolicy | None = ...,
+        actor: _common_pb2.Actor | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["actor", b"actor", "policy", b"policy"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["actor", b"actor", "policy", b"policy"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___SetTierPolicyRequest: _TypeAlias = SetTierPolicyRequest  # noqa: Y015
+
+@_typing.final
+class SetTierPolicyResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    POLICY_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def policy(self) -> Global___TierPolicy: ...
+    def __init__(
+        self,
+        *,
+        policy: Global___TierPolicy | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["policy", b"policy"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["policy", b"policy"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___SetTierPolicyResponse: _TypeAlias = SetTierPolicyResponse  # noqa: Y015
+
+@_typing.final
+class GetTierPolicyRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    def __init__(
+        self,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetTierPolicyRequest: _TypeAlias = GetTierPolicyRequest  # noqa: Y015
+
+@_typing.final
+class GetTierPolicyResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    POLICY_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def policy(self) -> Global___TierPolicy: ...
+    def __init__(
+        self,
+        *,
+        policy: Global___TierPolicy | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["policy", b"policy"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["policy", b"policy"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetTierPolicyResponse: _TypeAlias = GetTierPolicyResponse  # noqa: Y015
+
+@_typing.final
+class TierChange(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    MEMBER_ID_FIELD_NUMBER: _builtins.int
+    FROM_TIER_FIELD_NUMBER: _builtins.int
+    TO_TIER_FIELD_NUMBER: _builtins.int
+    REASON_FIELD_NUMBER: _builtins.int
+    QUALIFYING_SPEND_FIELD_NUMBER: _builtins.int
+    CHANGE_TIME_FIELD_NUMBER: _builtins.int
+    member_id: _builtins.str
+    from_tier: _builtins.str
+    to_tier: _builtins.str
+    reason: _builtins.str
+    """upgrade, downgrade, retained, merge, admin."""
+    @_builtins.property
+    def qualifying_spend(self) -> _common_pb2.Money: ...
+    @_builtins.property
+    def change_time(self) -> _timestamp_pb2.Timestamp: ...
+    def __init__(
+        self,
+        *,
+        member_id: _builtins.str = ...,
+        from_tier: _builtins.str = ...,
+        to_tier: _builtins.str = ...,
+        reason: _builtins.str = ...,
+        qualifying_spend: _common_pb2.Money | None = ...,
+        change_time: _timestamp_pb2.Timestamp | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["change_time", b"change_time", "qualifying_spend", b"qualifying_spend"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["change_time", b"change_time", "from_tier", b"from_tier", "member_id", b"member_id", "qualifying_spend", b"qualifying_spend", "reason", b"reason", "to_tier", b"to_tier"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___TierChange: _TypeAlias = TierChange  # noqa: Y015
+
+@_typing.final
+class ListTierChangesRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    MEMBER_ID_FIELD_NUMBER: _builtins.int
+    PAGE_SIZE_FIELD_NUMBER: _builtins.int
+    PAGE_TOKEN_FIELD_NUMBER: _builtins.int
+    member_id: _builtins.str
+    page_size: _builtins.int
+    page_token: _builtins.str
+    def __init__(
+        self,
+        *,
+        member_id: _builtins.str = ...,
+        page_size: _builtins.int = ...,
+        page_token: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["member_id", b"member_id", "page_size", b"page_size", "page_token", b"page_token"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListTierChangesRequest: _TypeAlias = ListTierChangesRequest  # noqa: Y015
+
+@_typing.final
+class ListTierChangesResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    CHANGES_FIELD_NUMBER: _builtins.int
+    NEXT_PAGE_TOKEN_FIELD_NUMBER: _builtins.int
+    next_page_token: _builtins.str
+    @_builtins.property
+    def changes(self) -> _containers.RepeatedCompositeFieldContainer[Global___TierChange]: ...
+    def __init__(
+        self,
+        *,
+        changes: _abc.Iterable[Global___TierChange] | None = ...,
+        next_page_token: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["changes", b"changes", "next_page_token", b"next_page_token"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListTierChangesResponse: _TypeAlias = ListTierChangesResponse  # noqa: Y015
+
+@_typing.final
+class ReviewTiersRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    LIMIT_FIELD_NUMBER: _builtins.int
+    limit: _builtins.int
+    """At most this many members per call (default 500); call again while `more`."""
+    def __init__(
+        self,
+        *,
+        limit: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["limit", b"limit"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ReviewTiersRequest: _TypeAlias = ReviewTiersRequest  # noqa: Y015
+
+@_typing.final
+class ReviewTiersResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    REVIEWED_FIELD_NUMBER: _builtins.int
+    DOWNGRADED_FIELD_NUMBER: _builtins.int
+    MORE_FIELD_NUMBER: _builtins.int
+    reviewed: _builtins.int
+    downgraded: _builtins.int
+    more: _builtins.bool
+    def __init__(
+        self,
+        *,
+        reviewed: _builtins.int = ...,
+        downgraded: _builtins.int = ...,
+        more: _builtins.bool = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["downgraded", b"downgraded", "more", b"more", "reviewed", b"reviewed"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ReviewTiersResponse: _TypeAlias = ReviewTiersResponse  # noqa: Y015
+
+@_typing.final
+class GetPointsSummaryRequest(_message.Message):
+    """---- Points ------------------------------------------------------------------------------"""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    MEMBER_ID_FIELD_NUMBER: _builtins.int
+    member_id: _builtins.str
+    def __init__(
+        self,
+        *,
+        member_id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["member_id", b"member_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetPointsSummaryRequest: _TypeAlias = GetPointsSummaryRequest  # noqa: Y015
+
+@_typing.final
+class GetPointsSummaryResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    POINTS_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def points(self) -> Global___PointsSummary: ...
+    def __init__(
+        self,
+        *,
+        points: Global___PointsSummary | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["points", b"points"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["points", b"points"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetPointsSummaryResponse: _TypeAlias = GetPointsSummaryResponse  # noqa: Y015
+
+@_typing.final
+class QuotePointsRedemptionRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    MEMBER_ID_FIELD_NUMBER: _builtins.int
+    ORDER_AMOUNT_FIELD_NUMBER: _builtins.int
+    POINTS_FIELD_NUMBER: _builtins.int
+    member_id: _builtins.str
+    points: _builtins.int
+    """Points the customer wants to use; 0 asks for the most allowed."""
+    @_builtins.property
+    def order_amount(self) -> _common_pb2.Money: ...
+    def __init__(
+        self,
+        *,
+        member_id: _builtins.str = ...,
+        order_amount: _common_pb2.Money | None = ...,
+        points: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["order_amount", b"order_amount"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["member_id", b"member_id", "order_amount", b"order_amount", "points", b"points"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___QuotePointsRedemptionRequest: _TypeAlias = QuotePointsRedemptionRequest  # noqa: Y015
+
+@_typing.final
+class QuotePointsRedemptionResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    POINTS_FIELD_NUMBER: _builtins.int
+    VALUE_FIELD_NUMBER: _builtins.int
+    MAX_POINTS_FIELD_NUMBER: _builtins.int
+    AVAILABLE_FIELD_NUMBER: _builtins.int
+    points: _builtins.int
+    """The points that can be used (min of request, available and cap), in whole-fen steps."""
+    max_points: _builtins.int
+    """The most this order may redeem."""
+    available: _builtins.int
+    @_builtins.property
+    def value(self) -> _common_pb2.Money: ...
+    def __init__(
+        self,
+        *,
+        points: _builtins.int = ...,
+        value: _common_pb2.Money | None = ...,
+        max_points: _builtins.int = ...,
+        available: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["value", b"value"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["available", b"available", "max_points", b"max_points", "points", b"points", "value", b"value"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___QuotePointsRedemptionResponse: _TypeAlias = QuotePointsRedemptionResponse  # noqa: Y015
+
+@_typing.final
+class RevertPointsRedemptionRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    MEMBER_ID_FIELD_NUMBER: _builtins.int
+    REFERENCE_FIELD_NUMBER: _builtins.int
+    member_id: _builtins.str
+    reference: _builtins.str
+    """The order id the redemption was made with."""
+    def __init__(
+        self,
+        *,
+        member_id: _builtins.str = ...,
+        reference: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["member_id", b"member_id", "reference", b"reference"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___RevertPointsRedemptionRequest: _TypeAlias = RevertPointsRedemptionRequest  # noqa: Y015
+
+@_typing.final
+class RevertPointsRedemptionResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ENTRY_FIELD_NUMBER: _builtins.int
+    BALANCE_FIELD_NUMBER: _builtins.int
+    balance: _builtins.int
+    @_builtins.property
+    def entry(self) -> Global___PointsEntry:
+        """Empty when nothing had been redeemed under the reference."""
+
+    def __init__(
+        self,
+        *,
+        entry: Global___PointsEntry | None = ...,
+        balance: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["entry", b"entry"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["balance", b"balance", "entry", b"entry"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___RevertPointsRedemptionResponse: _TypeAlias = RevertPointsRedemptionResponse  # noqa: Y015
+
+@_typing.final
+class ClawBackPointsRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    MEMBER_ID_FIELD_NUMBER: _builtins.int
+    ORDER_ID_FIELD_NUMBER: _builtins.int
+    RETURN_ID_FIELD_NUMBER: _builtins.int
+    REFUNDED_AMOUNT_FIELD_NUMBER: _builtins.int
+    PAID_AMOUNT_FIELD_NUMBER: _builtins.int
+    member_id: _builtins.str
+    order_id: _builtins.str
+    """The order whose earned points are clawed back."""
+    return_id: _builtins.str
+    """The return; a replay claws back once."""
+    @_builtins.property
+    def refunded_amount(self) -> _common_pb2.Money: ...
+    @_builtins.property
+    def paid_amount(self) -> _common_pb2.Money:
+        """What the order paid in total (the earn was computed on it)."""
+
+    def __init__(
+        self,
+        *,
+        member_id: _builtins.str = ...,
+        order_id: _builtins.str = ...,
+        return_id: _builtins.str = ...,
+        refunded_amount: _common_pb2.Money | None = ...,
+        paid_amount: _common_pb2.Money | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["paid_amount", b"paid_amount", "refunded_amount", b"refunded_amount"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["member_id", b"member_id", "order_id", b"order_id", "paid_amount", b"paid_amount", "refunded_amount", b"refunded_amount", "return_id", b"return_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ClawBackPointsRequest: _TypeAlias = ClawBackPointsRequest  # noqa: Y015
+
+@_typing.final
+class ClawBackPointsResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ENTRY_FIELD_NUMBER: _builtins.int
+    BALANCE_FIELD_NUMBER: _builtins.int
+    balance: _builtins.int
+    @_builtins.property
+    def entry(self) -> Global___PointsEntry: ...
+    def __init__(
+        self,
+        *,
+        entry: Global___PointsEntry | None = ...,
+        balance: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["entry", b"entry"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["balance", b"balance", "entry", b"entry"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ClawBackPointsResponse: _TypeAlias = ClawBackPointsResponse  # noqa: Y015
+
+@_typing.final
+class AdjustPointsRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    MEMBER_ID_FIELD_NUMBER: _builtins.int
+    DELTA_FIELD_NUMBER: _builtins.int
+    REASON_FIELD_NUMBER: _builtins.int
+    REFERENCE_FIELD_NUMBER: _builtins.int
+    ACTOR_FIELD_NUMBER: _builtins.int
+    member_id: _builtins.str
+    delta: _builtins.int
+    """Positive adds (available at once), negative removes (never below zero)."""
+    reason: _builtins.str
+    reference: _builtins.str
+    """Idempotency: the same reference adjusts once."""
+    @_builtins.property
+    def actor(self) -> _common_pb2.Actor: ...
+    def __init__(
+        self,
+        *,
+        member_id: _builtins.str = ...,
+        delta: _builtins.int = ...,
+        reason: _builtins.str = ...,
+        reference: _builtins.str = ...,
+        actor: _common_pb2.Actor | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["actor", b"actor"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["actor", b"actor", "delta", b"delta", "member_id", b"member_id", "reason", b"reason", "reference", b"reference"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___AdjustPointsRequest: _TypeAlias = AdjustPointsRequest  # noqa: Y015
+
+@_typing.final
+class AdjustPointsResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ENTRY_FIELD_NUMBER: _builtins.int
+    BALANCE_FIELD_NUMBER: _builtins.int
+    balance: _builtins.int
+    @_builtins.property
+    def entry(self) -> Global___PointsEntry: ...
+    def __init__(
+        self,
+        *,
+        entry: Global___PointsEntry | None = ...,
+        balance: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["entry", b"entry"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["balance", b"balance", "entry", b"entry"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___AdjustPointsResponse: _TypeAlias = AdjustPointsResponse  # noqa: Y015
+
+@_typing.final
+class ExpirePointsRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    LIMIT_FIELD_NUMBER: _builtins.int
+    limit: _builtins.int
+    """At most this many members per call (default 500); call again while `more`."""
+    def __init__(
+        self,
+        *,
+        limit: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["limit", b"limit"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ExpirePointsRequest: _TypeAlias = ExpirePointsRequest  # noqa: Y015
+
+@_typing.final
+class ExpirePointsResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    MEMBERS_FIELD_NUMBER: _builtins.int
+    POINTS_FIELD_NUMBER: _builtins.int
+    MORE_FIELD_NUMBER: _builtins.int
+    members: _builtins.int
+    points: _builtins.int
+    more: _builtins.bool
+    def __init__(
+        self,
+        *,
+        members: _builtins.int = ...,
+        points: _builtins.int = ...,
+        more: _builtins.bool = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["members", b"members", "more", b"more", "points", b"points"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ExpirePointsResponse: _TypeAlias = ExpirePointsResponse  # noqa: Y015
+
+@_typing.final
+class RecordOrderCompletedRequest(_message.Message):
+    """---- Order effects -------------------------------------------------------------------------"""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    MEMBER_ID_FIELD_NUMBER: _builtins.int
+    ORDER_ID_FIELD_NUMBER: _builtins.int
+    PAID_AMOUNT_FIELD_NUMBER: _builtins.int
+    CHANNEL_FIELD_NUMBER: _builtins.int
+    STORE_ID_FIELD_NUMBER: _builtins.int
+    ASSOCIATE_ID_FIELD_NUMBER: _builtins.int
+    COMPLETE_TIME_FIELD_NUMBER: _builtins.int
+    RETURN_WINDOW_END_TIME_FIELD_NUMBER: _builtins.int
+    member_id: _builtins.str
+    order_id: _builtins.str
+    channel: _common_pb2.Channel.ValueType
+    store_id: _builtins.str
+    associate_id: _builtins.str
+    """The associate credited with the sale."""
+    @_builtins.property
+    def paid_amount(self) -> _common_pb2.Money:
+        """What the customer paid (after coupon and points), the base of points and tier spend."""
+
+    @_builtins.property
+    def complete_time(self) -> _timestamp_pb2.Timestamp: ...
+    @_builtins.property
+    def return_window_end_time(self) -> _timestamp_pb2.Timestamp:
+        """Earned points stay pending until then."""
+
+    def __init__(
+        self,
+        *,
+        member_id: _builtins.str = ...,
+        order_id: _builtins.str = ...,
+        paid_amount: _common_pb2.Money | None = ...,
+        channel: _common_pb2.Channel.ValueType = ...,
+        store_id: _builtins.str = ...,
+        associate_id: _builtins.str = ...,
+        complete_time: _timestamp_pb2.Timestamp | None = ...,
+        return_window_end_time: _timestamp_pb2.Timestamp | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["complete_time", b"complete_time", "paid_amount", b"paid_amount", "return_window_end_time", b"return_window_end_time"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["associate_id", b"associate_id", "channel", b"channel", "complete_time", b"complete_time", "member_id", b"member_id", "order_id", b"order_id", "paid_amount", b"paid_amount", "return_window_end_time", b"return_window_end_time", "store_id", b"store_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___RecordOrderCompletedRequest: _TypeAlias = RecordOrderCompletedRequest  # noqa: Y015
+
+@_typing.final
+class RecordOrderCompletedResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    EARNED_FIELD_NUMBER: _builtins.int
+    REFERRAL_REWARDS_FIELD_NUMBER: _builtins.int
+    TIER_FIELD_NUMBER: _builtins.int
+    UPGRADED_FIELD_NUMBER: _builtins.int
+    tier: _builtins.str
+    """The tier after the spend."""
+    upgraded: _builtins.bool
+    @_builtins.property
+    def earned(self) -> Global___PointsEntry:
+        """The earn entry (pending), absent when the order earned nothing."""
+
+    @_builtins.property
+    def referral_rewards(self) -> _containers.RepeatedCompositeFieldContainer[Global___PointsEntry]:
+        """Referral rewards given by this order (the referee's first completed order)."""
+
+    def __init__(
+        self,
+        *,
+        earned: Global___PointsEntry | None = ...,
+        referral_rewards: _abc.Iterable[Global___PointsEntry] | None = ...,
+        tier: _builtins.str = ...,
+        upgraded: _builtins.bool = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["earned", b"earned"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["earned", b"earned", "referral_rewards", b"referral_rewards", "tier", b"tier", "upgraded", b"upgraded"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___RecordOrderCompletedResponse: _TypeAlias = RecordOrderCompletedResponse  # noqa: Y015
+
+@_typing.final
+class RecordOrderReturnedRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    MEMBER_ID_FIELD_NUMBER: _builtins.int
+    ORDER_ID_FIELD_NUMBER: _builtins.int
+    RETURN_ID_FIELD_NUMBER: _builtins.int
+    REFUNDED_AMOUNT_FIELD_NUMBER: _builtins.int
+    PAID_AMOUNT_FIELD_NUMBER: _builtins.int
+    RETURN_TIME_FIELD_NUMBER: _builtins.int
+    member_id: _builtins.str
+    order_id: _builtins.str
+    return_id: _builtins.str
+    @_builtins.property
+    def refunded_amount(self) -> _common_pb2.Money: ...
+    @_builtins.property
+    def paid_amount(self) -> _common_pb2.Money: ...
+    @_builtins.property
+    def return_time(self) -> _timestamp_pb2.Timestamp: ...
+    def __init__(
+        self,
+        *,
+        member_id: _builtins.str = ...,
+        order_id: _builtins.str = ...,
+        return_id: _builtins.str = ...,
+        refunded_amount: _common_pb2.Money | None = ...,
+        paid_amount: _common_pb2.Money | None = ...,
+        return_time: _timestamp_pb2.Timestamp | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["paid_amount", b"paid_amount", "refunded_amount", b"refunded_amount", "return_time", b"return_time"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["member_id", b"member_id", "order_id", b"order_id", "paid_amount", b"paid_amount", "refunded_amount", b"refunded_amount", "return_id", b"return_id", "return_time", b"return_time"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___RecordOrderReturnedRequest: _TypeAlias = RecordOrderReturnedRequest  # noqa: Y015
+
+@_typing.final
+class RecordOrderReturnedResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    CLAWED_BACK_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def clawed_back(self) -> Global___PointsEntry: ...
+    def __init__(
+        self,
+        *,
+        clawed_back: Global___PointsEntry | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["clawed_back", b"clawed_back"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["clawed_back", b"clawed_back"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___RecordOrderReturnedResponse: _TypeAlias = RecordOrderReturnedResponse  # noqa: Y015
+
+@_typing.final
+class CouponScope(_message.Message):
+    """Where a coupon applies; empty lists mean everywhere / everything."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    CHANNELS_FIELD_NUMBER: _builtins.int
+    STORE_IDS_FIELD_NUMBER: _builtins.int
+    CATEGORY_IDS_FIELD_NUMBER: _builtins.int
+    SKU_IDS_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def channels(self) -> _containers.RepeatedScalarFieldContainer[_common_pb2.Channel.ValueType]: ...
+    @_builtins.property
+    def store_ids(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]: ...
+    @_builtins.property
+    def category_ids(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """A category covers its whole subtree."""
+
+    @_builtins.property
+    def sku_ids(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]: ...
+    def __init__(
+        self,
+        *,
+        channels: _abc.Iterable[_common_pb2.Channel.ValueType] | None = ...,
+        store_ids: _abc.Iterable[_builtins.str] | None = ...,
+        category_ids: _abc.Iterable[_builtins.str] | None = ...,
+        sku_ids: _abc.Iterable[_builtins.str] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["category_ids", b"category_ids", "channels", b"channels", "sku_ids", b"sku_ids", "store_ids", b"store_ids"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___CouponScope: _TypeAlias = CouponScope  # noqa: Y015
+
+@_typing.final
+class CouponTemplate(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ID_FIELD_NUMBER: _builtins.int
+    NAME_FIELD_NUMBER: _builtins.int
+    KIND_FIELD_NUMBER: _builtins.int
+    AMOUNT_OFF_FIELD_NUMBER: _builtins.int
+    PERCENT_OFF_FIELD_NUMBER: _builtins.int
+    CAP_FIELD_NUMBER: _builtins.int
+    THRESHOLD_FIELD_NUMBER: _builtins.int
+    VALID_FROM_FIELD_NUMBER: _builtins.int
+    VALID_UNTIL_FIELD_NUMBER: _builtins.int
+    VALID_DAYS_FIELD_NUMBER: _builtins.int
+    SCOPE_FIELD_NUMBER: _builtins.int
+    TOTAL_LIMIT_FIELD_NUMBER: _builtins.int
+    PER_MEMBER_LIMIT_FIELD_NUMBER: _builtins.int
+    ISSUED_COUNT_FIELD_NUMBER: _builtins.int
+    COMBINABLE_WITH_POINTS_FIELD_NUMBER: _builtins.int
+    CLAIM_CODE_FIELD_NUMBER: _builtins.int
+    CLAIM_STORE_IDS_FIELD_NUMBER: _builtins.int
+    STATUS_FIELD_NUMBER: _builtins.int
+    CREATE_TIME_FIELD_NUMBER: _builtins.int
+    id: _builtins.str
+    kind: Global___CouponKind.ValueType
+    percent_off: _builtins.int
+    """PERCENT: 1..99 percent off the eligible lines."""
+    valid_days: _builtins.int
+    total_limit: _builtins.int
+    """0 = unlimited."""
+    per_member_limit: _builtins.int
+    issued_count: _builtins.int
+    combinable_with_points: _builtins.bool
+    """False: an order using this coupon cannot also redeem points."""
+    claim_code: _builtins.str
+    """Optional public code members type to claim (e.g. "COFFEE50")."""
+    status: Global___CouponTemplateStatus.ValueType
+    @_builtins.property
+    def name(self) -> _common_pb2.LocalizedText: ...
+    @_builtins.property
+    def amount_off(self) -> _common_pb2.Money:
+        """FIXED and THRESHOLD: the amount off."""
+
+    @_builtins.property
+    def cap(self) -> _common_pb2.Money:
+        """PERCENT: the most it takes off; THRESHOLD: the eligible amount needed."""
+
+    @_builtins.property
+    def threshold(self) -> _common_pb2.Money: ...
+    @_builtins.property
+    def valid_from(self) -> _timestamp_pb2.Timestamp:
+        """Validity: a fixed window, or N days from issue."""
+
+    @_builtins.property
+    def valid_until(self) -> _timestamp_pb2.Timestamp: ...
+    @_builtins.property
+    def scope(self) -> Global___CouponScope: ...
+    @_builtins.property
+    def claim_store_ids(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """When set, claims must be made in one of these stores (a trade-area promotion)."""
+
+    @_builtins.property
+    def create_time(self) -> _timestamp_pb2.Timestamp: ...
+    def __init__(
+        self,
+        *,
+        id: _builtins.str = ...,
+        name: _common_pb2.LocalizedText | None = ...,
+        kind: Global___CouponKind.ValueType = ...,
+        amount_off: _common_pb2.Money | None = ...,
+        percent_off: _builtins.int = ...,
+        cap: _common_pb2.Money | None = ...,
+        threshold: _common_pb2.Money | None = ...,
+        valid_from: _timestamp_pb2.Timestamp | None = ...,
+        valid_until: _timestamp_pb2.Timestamp | None = ...,
+        valid_days: _builtins.int = ...,
+        scope: Global___CouponScope | None = ...,
+        total_limit: _builtins.int = ...,
+        per_member_limit: _builtins.int = ...,
+        issued_count: _builtins.int = ...,
+        combinable_with_points: _builtins.bool = ...,
+        claim_code: _builtins.str = ...,
+        claim_store_ids: _abc.Iterable[_builtins.str] | None = ...,
+        status: Global___CouponTemplateStatus.ValueType = ...,
+        create_time: _timestamp_pb2.Timestamp | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["amount_off", b"amount_off", "cap", b"cap", "create_time", b"create_time", "name", b"name", "scope", b"scope", "threshold", b"threshold", "valid_from", b"valid_from", "valid_until", b"valid_until"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["amount_off", b"amount_off", "cap", b"cap", "claim_code", b"claim_code", "claim_store_ids", b"claim_store_ids", "combinable_with_points", b"combinable_with_points", "create_time", b"create_time", "id", b"id", "issued_count", b"issued_count", "kind", b"kind", "name", b"name", "per_member_limit", b"per_member_limit", "percent_off", b"percent_off", "scope", b"scope", "status", b"status", "threshold", b"threshold", "total_limit", b"total_limit", "valid_days", b"valid_days", "valid_from", b"valid_from", "valid_until", b"valid_until"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___CouponTemplate: _TypeAlias = CouponTemplate  # noqa: Y015
+
+@_typing.final
+class Coupon(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ID_FIELD_NUMBER: _builtins.int
+    TEMPLATE_ID_FIELD_NUMBER: _builtins.int
+    MEMBER_ID_FIELD_NUMBER: _builtins.int
+    STATUS_FIELD_NUMBER: _builtins.int
+    VALID_FROM_FIELD_NUMBER: _builtins.int
+    VALID_UNTIL_FIELD_NUMBER: _builtins.int
+    CODE_FIELD_NUMBER: _builtins.int
+    ORDER_ID_FIELD_NUMBER: _builtins.int
+    LOCK_UNTIL_FIELD_NUMBER: _builtins.int
+    ISSUE_TIME_FIELD_NUMBER: _builtins.int
+    REDEEM_TIME_FIELD_NUMBER: _builtins.int
+    SOURCE_FIELD_NUMBER: _builtins.int
+    id: _builtins.str
+    template_id: _builtins.str
+    member_id: _builtins.str
+    status: Global___CouponStatus.ValueType
+    code: _builtins.str
+    """The code a cashier scans or types at the till."""
+    order_id: _builtins.str
+    """The order holding or having redeemed it."""
+    source: _builtins.str
+    """claim, issue, campaign:<id>, referral, merge."""
+    @_builtins.property
+    def valid_from(self) -> _timestamp_pb2.Timestamp: ...
+    @_builtins.property
+    def valid_until(self) -> _timestamp_pb2.Timestamp: ...
+    @_builtins.property
+    def lock_until(self) -> _timestamp_pb2.Timestamp: ...
+    @_builtins.property
+    def issue_time(self) -> _timestamp_pb2.Timestamp: ...
+    @_builtins.property
+    def redeem_time(self) -> _timestamp_pb2.Timestamp: ...
+    def __init__(
+        self,
+        *,
+        id: _builtins.str = ...,
+        template_id: _builtins.str = ...,
+        member_id: _builtins.str = ...,
+        status: Global___CouponStatus.ValueType = ...,
+        valid_from: _timestamp_pb2.Timestamp | None = ...,
+        valid_until: _timestamp_pb2.Timestamp | None = ...,
+        code: _builtins.str = ...,
+        order_id: _builtins.str = ...,
+        lock_until: _timestamp_pb2.Timestamp | None = ...,
+        issue_time: _timestamp_pb2.Timestamp | None = ...,
+        redeem_time: _timestamp_pb2.Timestamp | None = ...,
+        source: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["issue_time", b"issue_time", "lock_until", b"lock_until", "redeem_time", b"redeem_time", "valid_from", b"valid_from", "valid_until", b"valid_until"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["code", b"code", "id", b"id", "issue_time", b"issue_time", "lock_until", b"lock_until", "member_id", b"member_id", "order_id", b"order_id", "redeem_time", b"redeem_time", "source", b"source", "status", b"status", "template_id", b"template_id", "valid_from", b"valid_from", "valid_until", b"valid_until"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___Coupon: _TypeAlias = Coupon  # noqa: Y015
+
+@_typing.final
+class CreateCouponTemplateRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    TEMPLATE_FIELD_NUMBER: _builtins.int
+    REQUEST_ID_FIELD_NUMBER: _builtins.int
+    ACTOR_FIELD_NUMBER: _builtins.int
+    request_id: _builtins.str
+    """Idempotency: the same request id creates one template."""
+    @_builtins.property
+    def template(self) -> Global___CouponTemplate: ...
+    @_builtins.property
+    def actor(self) -> _common_pb2.Actor: ...
+    def __init__(
+        self,
+        *,
+        template: Global___CouponTemplate | None = ...,
+        request_id: _builtins.str = ...,
+        actor: _common_pb2.Actor | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["actor", b"actor", "template", b"template"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["actor", b"actor", "request_id", b"request_id", "template", b"template"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___CreateCouponTemplateRequest: _TypeAlias = CreateCouponTemplateRequest  # noqa: Y015
+
+@_typing.final
+class CreateCouponTemplateResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    TEMPLATE_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def template(self) -> Global___CouponTemplate: ...
+    def __init__(
+        self,
+        *,
+        template: Global___CouponTemplate | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["template", b"template"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["template", b"template"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___CreateCouponTemplateResponse: _TypeAlias = CreateCouponTemplateResponse  # noqa: Y015
+
+@_typing.final
+class SetCouponTemplateStatusRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    TEMPLATE_ID_FIELD_NUMBER: _builtins.int
+    STATUS_FIELD_NUMBER: _builtins.int
+    ACTOR_FIELD_NUMBER: _builtins.int
+    template_id: _builtins.str
+    status: Global___CouponTemplateStatus.ValueType
+    @_builtins.property
+    def actor(self) -> _common_pb2.Actor: ...
+    def __init__(
+        self,
+        *,
+        template_id: _builtins.str = ...,
+        status: Global___CouponTemplateStatus.ValueType = ...,
+        actor: _common_pb2.Actor | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["actor", b"actor"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["actor", b"actor", "status", b"status", "template_id", b"template_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___SetCouponTemplateStatusRequest: _TypeAlias = SetCouponTemplateStatusRequest  # noqa: Y015
+
+@_typing.final
+class SetCouponTemplateStatusResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    TEMPLATE_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def template(self) -> Global___CouponTemplate: ...
+    def __init__(
+        self,
+        *,
+        template: Global___CouponTemplate | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["template", b"template"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["template", b"template"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___SetCouponTemplateStatusResponse: _TypeAlias = SetCouponTemplateStatusResponse  # noqa: Y015
+
+@_typing.final
+class BatchGetCouponTemplatesRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    IDS_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def ids(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]: ...
+    def __init__(
+        self,
+        *,
+        ids: _abc.Iterable[_builtins.str] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["ids", b"ids"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___BatchGetCouponTemplatesRequest: _TypeAlias = BatchGetCouponTemplatesRequest  # noqa: Y015
+
+@_typing.final
+class BatchGetCouponTemplatesResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    TEMPLATES_FIELD_NUMBER: _builtins.int
+    MISSING_IDS_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def templates(self) -> _containers.RepeatedCompositeFieldContainer[Global___CouponTemplate]: ...
+    @_builtins.property
+    def missing_ids(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]: ...
+    def __init__(
+        self,
+        *,
+        templates: _abc.Iterable[Global___CouponTemplate] | None = ...,
+        missing_ids: _abc.Iterable[_builtins.str] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["missing_ids", b"missing_ids", "templates", b"templates"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___BatchGetCouponTemplatesResponse: _TypeAlias = BatchGetCouponTemplatesResponse  # noqa: Y015
+
+@_typing.final
+class ListCouponTemplatesRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    PAGE_SIZE_FIELD_NUMBER: _builtins.int
+    PAGE_TOKEN_FIELD_NUMBER: _builtins.int
+    page_size: _builtins.int
+    page_token: _builtins.str
+    def __init__(
+        self,
+        *,
+        page_size: _builtins.int = ...,
+        page_token: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["page_size", b"page_size", "page_token", b"page_token"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListCouponTemplatesRequest: _TypeAlias = ListCouponTemplatesRequest  # noqa: Y015
+
+@_typing.final
+class ListCouponTemplatesResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    TEMPLATES_FIELD_NUMBER: _builtins.int
+    NEXT_PAGE_TOKEN_FIELD_NUMBER: _builtins.int
+    next_page_token: _builtins.str
+    @_builtins.property
+    def templates(self) -> _containers.RepeatedCompositeFieldContainer[Global___CouponTemplate]: ...
+    def __init__(
+        self,
+        *,
+        templates: _abc.Iterable[Global___CouponTemplate] | None = ...,
+        next_page_token: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["next_page_token", b"next_page_token", "templates", b"templates"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListCouponTemplatesResponse: _TypeAlias = ListCouponTemplatesResponse  # noqa: Y015
+
+@_typing.final
+class IssueCouponRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    TEMPLATE_ID_FIELD_NUMBER: _builtins.int
+    MEMBER_ID_FIELD_NUMBER: _builtins.int
+    REFERENCE_FIELD_NUMBER: _builtins.int
+    ACTOR_FIELD_NUMBER: _builtins.int
+    template_id: _builtins.str
+    member_id: _builtins.str
+    reference: _builtins.str
+    """Idempotency: the same reference issues at most one coupon."""
+    @_builtins.property
+    def actor(self) -> _common_pb2.Actor: ...
+    def __init__(
+        self,
+        *,
+        template_id: _builtins.str = ...,
+        member_id: _builtins.str = ...,
+        reference: _builtins.str = ...,
+        actor: _common_pb2.Actor | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["actor", b"actor"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["actor", b"actor", "member_id", b"member_id", "reference", b"reference", "template_id", b"template_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___IssueCouponRequest: _TypeAlias = IssueCouponRequest  # noqa: Y015
+
+@_typing.final
+class IssueCouponResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    COUPON_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def coupon(self) -> Global___Coupon: ...
+    def __init__(
+        self,
+        *,
+        coupon: Global___Coupon | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["coupon", b"coupon"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["coupon", b"coupon"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___IssueCouponResponse: _TypeAlias = IssueCouponResponse  # noqa: Y015
+
+@_typing.final
+class ClaimCouponRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    MEMBER_ID_FIELD_NUMBER: _builtins.int
+    TEMPLATE_ID_FIELD_NUMBER: _builtins.int
+    CLAIM_CODE_FIELD_NUMBER: _builtins.int
+    STORE_ID_FIELD_NUMBER: _builtins.int
+    REQUEST_ID_FIELD_NUMBER: _builtins.int
+    member_id: _builtins.str
+    template_id: _builtins.str
+    """One of template_id and claim_code."""
+    claim_code: _builtins.str
+    store_id: _builtins.str
+    """The store the member claims in (trade-area templates need one of theirs)."""
+    request_id: _builtins.str
+    """Idempotency: a retried claim answers the same coupon."""
+    def __init__(
+        self,
+        *,
+        member_id: _builtins.str = ...,
+        template_id: _builtins.str = ...,
+        claim_code: _builtins.str = ...,
+        store_id: _builtins.str = ...,
+        request_id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["claim_code", b"claim_code", "member_id", b"member_id", "request_id", b"request_id", "store_id", b"store_id", "template_id", b"template_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ClaimCouponRequest: _TypeAlias = ClaimCouponRequest  # noqa: Y015
+
+@_typing.final
+class ClaimCouponResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    COUPON_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def coupon(self) -> Global___Coupon: ...
+    def __init__(
+        self,
+        *,
+        coupon: Global___Coupon | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["coupon", b"coupon"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["coupon", b"coupon"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ClaimCouponResponse: _TypeAlias = ClaimCouponResponse  # noqa: Y015
+
+@_typing.final
+class BatchGetCouponsRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    IDS_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def ids(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]: ...
+    def __init__(
+        self,
+        *,
+        ids: _abc.Iterable[_builtins.str] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["ids", b"ids"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___BatchGetCouponsRequest: _TypeAlias = BatchGetCouponsRequest  # noqa: Y015
+
+@_typing.final
+class BatchGetCouponsResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    COUPONS_FIELD_NUMBER: _builtins.int
+    MISSING_IDS_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def coupons(self) -> _containers.RepeatedCompositeFieldContainer[Global___Coupon]: ...
+    @_builtins.property
+    def missing_ids(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]: ...
+    def __init__(
+        self,
+        *,
+        coupons: _abc.Iterable[Global___Coupon] | None = ...,
+        missing_ids: _abc.Iterable[_builtins.str] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["coupons", b"coupons", "missing_ids", b"missing_ids"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___BatchGetCouponsResponse: _TypeAlias = BatchGetCouponsResponse  # noqa: Y015
+
+@_typing.final
+class ListMemberCouponsRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    MEMBER_ID_FIELD_NUMBER: _builtins.int
+    STATUS_FIELD_NUMBER: _builtins.int
+    PAGE_SIZE_FIELD_NUMBER: _builtins.int
+    PAGE_TOKEN_FIELD_NUMBER: _builtins.int
+    member_id: _builtins.str
+    status: Global___CouponStatus.ValueType
+    """Unspecified: every status."""
+    page_size: _builtins.int
+    page_token: _builtins.str
+    def __init__(
+        self,
+        *,
+        member_id: _builtins.str = ...,
+        status: Global___CouponStatus.ValueType = ...,
+        page_size: _builtins.int = ...,
+        page_token: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["member_id", b"member_id", "page_size", b"page_size", "page_token", b"page_token", "status", b"status"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListMemberCouponsRequest: _TypeAlias = ListMemberCouponsRequest  # noqa: Y015
+
+@_typing.final
+class ListMemberCouponsResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    COUPONS_FIELD_NUMBER: _builtins.int
+    NEXT_PAGE_TOKEN_FIELD_NUMBER: _builtins.int
+    next_page_token: _builtins.str
+    @_builtins.property
+    def coupons(self) -> _containers.RepeatedCompositeFieldContainer[Global___Coupon]: ...
+    def __init__(
+        self,
+        *,
+        coupons: _abc.Iterable[Global___Coupon] | None = ...,
+        next_page_token: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["coupons", b"coupons", "next_page_token", b"next_page_token"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListMemberCouponsResponse: _TypeAlias = ListMemberCouponsResponse  # noqa: Y015
+
+@_typing.final
+class EvaluationLine(_message.Message):
+    """A priced order line, as the coupon rules need it."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    SKU_ID_FIELD_NUMBER: _builtins.int
+    CATEGORY_IDS_FIELD_NUMBER: _builtins.int
+    QUANTITY_FIELD_NUMBER: _builtins.int
+    LINE_TOTAL_FIELD_NUMBER: _builtins.int
+    sku_id: _builtins.str
+    quantity: _builtins.int
+    @_builtins.property
+    def category_ids(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """The SKU's category and its ancestors (scope by category covers subtrees)."""
+
+    @_builtins.property
+    def line_total(self) -> _common_pb2.Money:
+        """unit price x quantity, after price rules, before any coupon or points."""
+
+    def __init__(
+        self,
+        *,
+        sku_id: _builtins.str = ...,
+        category_ids: _abc.Iterable[_builtins.str] | None = ...,
+        quantity: _builtins.int = ...,
+        line_total: _common_pb2.Money | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["line_total", b"line_total"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["category_ids", b"category_ids", "line_total", b"line_total", "quantity", b"quantity", "sku_id", b"sku_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___EvaluationLine: _TypeAlias = EvaluationLine  # noqa: Y015
+
+@_typing.final
+class LineDiscount(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    LINE_INDEX_FIELD_NUMBER: _builtins.int
+    SKU_ID_FIELD_NUMBER: _builtins.int
+    DISCOUNT_FIELD_NUMBER: _builtins.int
+    line_index: _builtins.int
+    """Index into the request's lines."""
+    sku_id: _builtins.str
+    @_builtins.property
+    def discount(self) -> _common_pb2.Money: ...
+    def __init__(
+        self,
+        *,
+        line_index: _builtins.int = ...,
+        sku_id: _builtins.str = ...,
+        discount: _common_pb2.Money | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["discount", b"discount"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["discount", b"discount", "line_index", b"line_index", "sku_id", b"sku_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___LineDiscount: _TypeAlias = LineDiscount  # noqa: Y015
+
+@_typing.final
+class CouponEvaluation(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    COUPON_FIELD_NUMBER: _builtins.int
+    TEMPLATE_FIELD_NUMBER: _builtins.int
+    USABLE_FIELD_NUMBER: _builtins.int
+    DISCOUNT_FIELD_NUMBER: _builtins.int
+    LINE_DISCOUNTS_FIELD_NUMBER: _builtins.int
+    REASON_FIELD_NUMBER: _builtins.int
+    usable: _builtins.bool
+    reason: _builtins.str
+    """Why it is not usable: channel, store, scope, threshold, not_yet_valid, expired, locked."""
+    @_builtins.property
+    def coupon(self) -> Global___Coupon: ...
+    @_builtins.property
+    def template(self) -> Global___CouponTemplate: ...
+    @_builtins.property
+    def discount(self) -> _common_pb2.Money: ...
+    @_builtins.property
+    def line_discounts(self) -> _containers.RepeatedCompositeFieldContainer[Global___LineDiscount]: ...
+    def __init__(
+        self,
+        *,
+        coupon: Global___Coupon | None = ...,
+        template: Global___CouponTemplate | None = ...,
+        usable: _builtins.bool = ...,
+        discount: _common_pb2.Money | None = ...,
+        line_discounts: _abc.Iterable[Global___LineDiscount] | None = ...,
+        reason: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["coupon", b"coupon", "discount", b"discount", "template", b"template"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["coupon", b"coupon", "discount", b"discount", "line_discounts", b"line_discounts", "reason", b"reason", "template", b"template", "usable", b"usable"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___CouponEvaluation: _TypeAlias = CouponEvaluation  # noqa: Y015
+
+@_typing.final
+class EvaluateCouponsRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    MEMBER_ID_FIELD_NUMBER: _builtins.int
+    LINES_FIELD_NUMBER: _builtins.int
+    CHANNEL_FIELD_NUMBER: _builtins.int
+    STORE_ID_FIELD_NUMBER: _builtins.int
+    INCLUDE_UNUSABLE_FIELD_NUMBER: _builtins.int
+    member_id: _builtins.str
+    channel: _common_pb2.Channel.ValueType
+    store_id: _builtins.str
+    include_unusable: _builtins.bool
+    """Also list the member's coupons that do not apply, with the reason."""
+    @_builtins.property
+    def lines(self) -> _containers.RepeatedCompositeFieldContainer[Global___EvaluationLine]: ...
+    def __init__(
+        self,
+        *,
+        member_id: _builtins.str = ...,
+        lines: _abc.Iterable[Global___EvaluationLine] | None = ...,
+        channel: _common_pb2.Channel.ValueType = ...,
+        store_id: _builtins.str = ...,
+        include_unusable: _builtins.bool = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["channel", b"channel", "include_unusable", b"include_unusable", "lines", b"lines", "member_id", b"member_id", "store_id", b"store_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___EvaluateCouponsRequest: _TypeAlias = EvaluateCouponsRequest  # noqa: Y015
+
+@_typing.final
+class EvaluateCouponsResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    EVALUATIONS_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def evaluations(self) -> _containers.RepeatedCompositeFieldContainer[Global___CouponEvaluation]:
+        """Usable ones first, the largest discount first."""
+
+    def __init__(
+        self,
+        *,
+        evaluations: _abc.Iterable[Global___CouponEvaluation] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["evaluations", b"evaluations"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___EvaluateCouponsResponse: _TypeAlias = EvaluateCouponsResponse  # noqa: Y015
+
+@_typing.final
+class ReleaseExpiredCouponLocksRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    LIMIT_FIELD_NUMBER: _builtins.int
+    limit: _builtins.int
+    def __init__(
+        self,
+        *,
+        limit: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["limit", b"limit"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ReleaseExpiredCouponLocksRequest: _TypeAlias = ReleaseExpiredCouponLocksRequest  # noqa: Y015
+
+@_typing.final
+class ReleaseExpiredCouponLocksResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    RELEASED_FIELD_NUMBER: _builtins.int
+    MORE_FIELD_NUMBER: _builtins.int
+    released: _builtins.int
+    more: _builtins.bool
+    def __init__(
+        self,
+        *,
+        released: _builtins.int = ...,
+        more: _builtins.bool = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["more", b"more", "released", b"released"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ReleaseExpiredCouponLocksResponse: _TypeAlias = ReleaseExpiredCouponLocksResponse  # noqa: Y015
+
+@_typing.final
+class JoinWithInviteCodeRequest(_message.Message):
+    """---- Referrals ---------------------------------------------------------------------------"""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    MEMBER_ID_FIELD_NUMBER: _builtins.int
+    INVITE_CODE_FIELD_NUMBER: _builtins.int
+    member_id: _builtins.str
+    invite_code: _builtins.str
+    def __init__(
+        self,
+        *,
+        member_id: _builtins.str = ...,
+        invite_code: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["invite_code", b"invite_code", "member_id", b"member_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___JoinWithInviteCodeRequest: _TypeAlias = JoinWithInviteCodeRequest  # noqa: Y015
+
+@_typing.final
+class JoinWithInviteCodeResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    MEMBER_FIELD_NUMBER: _builtins.int
+    REFERRER_MEMBER_ID_FIELD_NUMBER: _builtins.int
+    referrer_member_id: _builtins.str
+    @_builtins.property
+    def member(self) -> Global___Member: ...
+    def __init__(
+        self,
+        *,
+        member: Global___Member | None = ...,
+        referrer_member_id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["member", b"member"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["member", b"member", "referrer_member_id", b"referrer_member_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___JoinWithInviteCodeResponse: _TypeAlias = JoinWithInviteCodeResponse  # noqa: Y015
+
+@_typing.final
+class Referral(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    REFERRER_MEMBER_ID_FIELD_NUMBER: _builtins.int
+    REFEREE_MEMBER_ID_FIELD_NUMBER: _builtins.int
+    REFEREE_DISPLAY_NAME_FIELD_NUMBER: _builtins.int
+    STATE_FIELD_NUMBER: _builtins.int
+    JOIN_TIME_FIELD_NUMBER: _builtins.int
+    REWARD_TIME_FIELD_NUMBER: _builtins.int
+    REFERRER_POINTS_FIELD_NUMBER: _builtins.int
+    REFEREE_POINTS_FIELD_NUMBER: _builtins.int
+    referrer_member_id: _builtins.str
+    referee_member_id: _builtins.str
+    referee_display_name: _builtins.str
+    state: Global___ReferralState.ValueType
+    referrer_points: _builtins.int
+    referee_points: _builtins.int
+    @_builtins.property
+    def join_time(self) -> _timestamp_pb2.Timestamp: ...
+    @_builtins.property
+    def reward_time(self) -> _timestamp_pb2.Timestamp: ...
+    def __init__(
+        self,
+        *,
+        referrer_member_id: _builtins.str = ...,
+        referee_member_id: _builtins.str = ...,
+        referee_display_name: _builtins.str = ...,
+        state: Global___ReferralState.ValueType = ...,
+        join_time: _timestamp_pb2.Timestamp | None = ...,
+        reward_time: _timestamp_pb2.Timestamp | None = ...,
+        referrer_points: _builtins.int = ...,
+        referee_points: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["join_time", b"join_time", "reward_time", b"reward_time"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["join_time", b"join_time", "referee_display_name", b"referee_display_name", "referee_member_id", b"referee_member_id", "referee_points", b"referee_points", "referrer_member_id", b"referrer_member_id", "referrer_points", b"referrer_points", "reward_time", b"reward_time", "state", b"state"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___Referral: _TypeAlias = Referral  # noqa: Y015
+
+@_typing.final
+class ListReferralsRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    MEMBER_ID_FIELD_NUMBER: _builtins.int
+    PAGE_SIZE_FIELD_NUMBER: _builtins.int
+    PAGE_TOKEN_FIELD_NUMBER: _builtins.int
+    member_id: _builtins.str
+    page_size: _builtins.int
+    page_token: _builtins.str
+    def __init__(
+        self,
+        *,
+        member_id: _builtins.str = ...,
+        page_size: _builtins.int = ...,
+        page_token: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["member_id", b"member_id", "page_size", b"page_size", "page_token", b"page_token"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListReferralsRequest: _TypeAlias = ListReferralsRequest  # noqa: Y015
+
+@_typing.final
+class ListReferralsResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    REFERRALS_FIELD_NUMBER: _builtins.int
+    NEXT_PAGE_TOKEN_FIELD_NUMBER: _builtins.int
+    TOTAL_COUNT_FIELD_NUMBER: _builtins.int
+    TOTAL_POINTS_FIELD_NUMBER: _builtins.int
+    next_page_token: _builtins.str
+    total_count: _builtins.int
+    total_points: _builtins.int
+    @_builtins.property
+    def referrals(self) -> _containers.RepeatedCompositeFieldContainer[Global___Referral]: ...
+    def __init__(
+        self,
+        *,
+        referrals: _abc.Iterable[Global___Referral] | None = ...,
+        next_page_token: _builtins.str = ...,
+        total_count: _builtins.int = ...,
+        total_points: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["next_page_token", b"next_page_token", "referrals", b"referrals", "total_count", b"total_count", "total_points", b"total_points"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListReferralsResponse: _TypeAlias = ListReferralsResponse  # noqa: Y015
+
+@_typing.final
+class SegmentRule(_message.Message):
+    """---- Segments and campaigns -----------------------------------------------------------------
+
+    Every set part narrows the segment (AND); empty parts do not.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    TAGS_ALL_FIELD_NUMBER: _builtins.int
+    TAGS_ANY_FIELD_NUMBER: _builtins.int
+    TAGS_NONE_FIELD_NUMBER: _builtins.int
+    TIERS_FIELD_NUMBER: _builtins.int
+    MIN_POINTS_FIELD_NUMBER: _builtins.int
+    MAX_POINTS_FIELD_NUMBER: _builtins.int
+    PURCHASED_SINCE_FIELD_NUMBER: _builtins.int
+    NOT_PURCHASED_SINCE_FIELD_NUMBER: _builtins.int
+    HOME_STORE_IDS_FIELD_NUMBER: _builtins.int
+    LIFECYCLE_STAGES_FIELD_NUMBER: _builtins.int
+    ASSOCIATE_IDS_FIELD_NUMBER: _builtins.int
+    min_points: _builtins.int
+    """Total points (available + pending) bounds, inclusive; unset = unbounded."""
+    max_points: _builtins.int
+    @_builtins.property
+    def tags_all(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]: ...
+    @_builtins.property
+    def tags_any(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]: ...
+    @_builtins.property
+    def tags_none(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]: ...
+    @_builtins.property
+    def tiers(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]: ...
+    @_builtins.property
+    def purchased_since(self) -> _timestamp_pb2.Timestamp:
+        """Last purchase at or after / before these times."""
+
+    @_builtins.property
+    def not_purchased_since(self) -> _timestamp_pb2.Timestamp: ...
+    @_builtins.property
+    def home_store_ids(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]: ...
+    @_builtins.property
+    def lifecycle_stages(self) -> _containers.RepeatedScalarFieldContainer[Global___LifecycleStage.ValueType]: ...
+    @_builtins.property
+    def associate_ids(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]: ...
+    def __init__(
+        self,
+        *,
+        tags_all: _abc.Iterable[_builtins.str] | None = ...,
+        tags_any: _abc.Iterable[_builtins.str] | None = ...,
+        tags_none: _abc.Iterable[_builtins.str] | None = ...,
+        tiers: _abc.Iterable[_builtins.str] | None = ...,
+        min_points: _builtins.int | None = ...,
+        max_points: _builtins.int | None = ...,
+        purchased_since: _timestamp_pb2.Timestamp | None = ...,
+        not_purchased_since: _timestamp_pb2.Timestamp | None = ...,
+        home_store_ids: _abc.Iterable[_builtins.str] | None = ...,
+        lifecycle_stages: _abc.Iterable[Global___LifecycleStage.ValueType] | None = ...,
+        associate_ids: _abc.Iterable[_builtins.str] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_max_points", b"_max_points", "_min_points", b"_min_points", "max_points", b"max_points", "min_points", b"min_points", "not_purchased_since", b"not_purchased_since", "purchased_since", b"purchased_since"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_max_points", b"_max_points", "_min_points", b"_min_points", "associate_ids", b"associate_ids", "home_store_ids", b"home_store_ids", "lifecycle_stages", b"lifecycle_stages", "max_points", b"max_points", "min_points", b"min_points", "not_purchased_since", b"not_purchased_since", "purchased_since", b"purchased_since", "tags_all", b"tags_all", "tags_any", b"tags_any", "tags_none", b"tags_none", "tiers", b"tiers"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType__max_points: _TypeAlias = _typing.Literal["max_points"]  # noqa: Y015
+    _WhichOneofArgType__max_points: _TypeAlias = _typing.Literal["_max_points", b"_max_points"]  # noqa: Y015
+    _WhichOneofReturnType__min_points: _TypeAlias = _typing.Literal["min_points"]  # noqa: Y015
+    _WhichOneofArgType__min_points: _TypeAlias = _typing.Literal["_min_points", b"_min_points"]  # noqa: Y015
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__max_points) -> _WhichOneofReturnType__max_points | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__min_points) -> _WhichOneofReturnType__min_points | None: ...
+
+Global___SegmentRule: _TypeAlias = SegmentRule  # noqa: Y015
+
+@_typing.final
+class CountSegmentRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    RULE_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def rule(self) -> Global___SegmentRule: ...
+    def __init__(
+        self,
+        *,
+        rule: Global___SegmentRule | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["rule", b"rule"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["rule", b"rule"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___CountSegmentRequest: _TypeAlias = CountSegmentRequest  # noqa: Y015
+
+@_typing.final
+class CountSegmentResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    COUNT_FIELD_NUMBER: _builtins.int
+    count: _builtins.int
+    def __init__(
+        self,
+        *,
+        count: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["count", b"count"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___CountSegmentResponse: _TypeAlias = CountSegmentResponse  # noqa: Y015
+
+@_typing.final
+class Campaign(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ID_FIELD_NUMBER: _builtins.int
+    NAME_FIELD_NUMBER: _builtins.int
+    TEMPLATE_ID_FIELD_NUMBER: _builtins.int
+    RULE_FIELD_NUMBER: _builtins.int
+    STATUS_FIELD_NUMBER: _builtins.int
+    TOTAL_FIELD_NUMBER: _builtins.int
+    PROCESSED_FIELD_NUMBER: _builtins.int
+    ISSUED_FIELD_NUMBER: _builtins.int
+    SKIPPED_FIELD_NUMBER: _builtins.int
+    SOLD_OUT_FIELD_NUMBER: _builtins.int
+    ACTOR_FIELD_NUMBER: _builtins.int
+    CREATE_TIME_FIELD_NUMBER: _builtins.int
+    FINISH_TIME_FIELD_NUMBER: _builtins.int
+    id: _builtins.str
+    name: _builtins.str
+    template_id: _builtins.str
+    status: Global___CampaignStatus.ValueType
+    total: _builtins.int
+    """Members in the segment when the campaign was launched."""
+    processed: _builtins.int
+    """Members visited so far."""
+    issued: _builtins.int
+    skipped: _builtins.int
+    """Members skipped: per-member limit already reached, or merged away."""
+    sold_out: _builtins.int
+    """Members not issued because the template's total limit ran out."""
+    @_builtins.property
+    def rule(self) -> Global___SegmentRule: ...
+    @_builtins.property
+    def actor(self) -> _common_pb2.Actor: ...
+    @_builtins.property
+    def create_time(self) -> _timestamp_pb2.Timestamp: ...
+    @_builtins.property
+    def finish_time(self) -> _timestamp_pb2.Timestamp: ...
+    def __init__(
+        self,
+        *,
+        id: _builtins.str = ...,
+        name: _builtins.str = ...,
+        template_id: _builtins.str = ...,
+        rule: Global___SegmentRule | None = ...,
+        status: Global___CampaignStatus.ValueType = ...,
+        total: _builtins.int = ...,
+        processed: _builtins.int = ...,
+        issued: _builtins.int = ...,
+        skipped: _builtins.int = ...,
+        sold_out: _builtins.int = ...,
+        actor: _common_pb2.Actor | None = ...,
+        create_time: _timestamp_pb2.Timestamp | None = ...,
+        finish_time: _timestamp_pb2.Timestamp | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["actor", b"actor", "create_time", b"create_time", "finish_time", b"finish_time", "rule", b"rule"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["actor", b"actor", "create_time", b"create_time", "finish_time", b"finish_time", "id", b"id", "issued", b"issued", "name", b"name", "processed", b"processed", "rule", b"rule", "skipped", b"skipped", "sold_out", b"sold_out", "status", b"status", "template_id", b"template_id", "total", b"total"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___Campaign: _TypeAlias = Campaign  # noqa: Y015
+
+@_typing.final
+class LaunchCampaignRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    NAME_FIELD_NUMBER: _builtins.int
+    TEMPLATE_ID_FIELD_NUMBER: _builtins.int
+    RULE_FIELD_NUMBER: _builtins.int
+    IDEMPOTENCY_KEY_FIELD_NUMBER: _builtins.int
+    ACTOR_FIELD_NUMBER: _builtins.int
+    name: _builtins.str
+    template_id: _builtins.str
+    idempotency_key: _builtins.str
+    """Idempotency: the same key launches one campaign."""
+    @_builtins.property
+    def rule(self) -> Global___SegmentRule: ...
+    @_builtins.property
+    def actor(self) -> _common_pb2.Actor: ...
+    def __init__(
+        self,
+        *,
+        name: _builtins.str = ...,
+        template_id: _builtins.str = ...,
+        rule: Global___SegmentRule | None = ...,
+        idempotency_key: _builtins.str = ...,
+        actor: _common_pb2.Actor | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["actor", b"actor", "rule", b"rule"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["actor", b"actor", "idempotency_key", b"idempotency_key", "name", b"name", "rule", b"rule", "template_id", b"template_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___LaunchCampaignRequest: _TypeAlias = LaunchCampaignRequest  # noqa: Y015
+
+@_typing.final
+class LaunchCampaignResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    CAMPAIGN_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def campaign(self) -> Global___Campaign: ...
+    def __init__(
+        self,
+        *,
+        campaign: Global___Campaign | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["campaign", b"campaign"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["campaign", b"campaign"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___LaunchCampaignResponse: _TypeAlias = LaunchCampaignResponse  # noqa: Y015
+
+@_typing.final
+class GetCampaignRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ID_FIELD_NUMBER: _builtins.int
+    id: _builtins.str
+    def __init__(
+        self,
+        *,
+        id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["id", b"id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetCampaignRequest: _TypeAlias = GetCampaignRequest  # noqa: Y015
+
+@_typing.final
+class GetCampaignResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    CAMPAIGN_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def campaign(self) -> Global___Campaign: ...
+    def __init__(
+        self,
+        *,
+        campaign: Global___Campaign | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["campaign", b"campaign"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["campaign", b"campaign"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetCampaignResponse: _TypeAlias = GetCampaignResponse  # noqa: Y015
+
+@_typing.final
+class BatchGetCampaignsRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    IDS_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def ids(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]: ...
+    def __init__(
+        self,
+        *,
+        ids: _abc.Iterable[_builtins.str] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["ids", b"ids"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___BatchGetCampaignsRequest: _TypeAlias = BatchGetCampaignsRequest  # noqa: Y015
+
+@_typing.final
+class BatchGetCampaignsResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    CAMPAIGNS_FIELD_NUMBER: _builtins.int
+    MISSING_IDS_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def campaigns(self) -> _containers.RepeatedCompositeFieldContainer[Global___Campaign]: ...
+    @_builtins.property
+    def missing_ids(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]: ...
+    def __init__(
+        self,
+        *,
+        campaigns: _abc.Iterable[Global___Campaign] | None = ...,
+        missing_ids: _abc.Iterable[_builtins.str] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["campaigns", b"campaigns", "missing_ids", b"missing_ids"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___BatchGetCampaignsResponse: _TypeAlias = BatchGetCampaignsResponse  # noqa: Y015
+
+@_typing.final
+class ListCampaignsRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    PAGE_SIZE_FIELD_NUMBER: _builtins.int
+    PAGE_TOKEN_FIELD_NUMBER: _builtins.int
+    page_size: _builtins.int
+    page_token: _builtins.str
+    def __init__(
+        self,
+        *,
+        page_size: _builtins.int = ...,
+        page_token: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["page_size", b"page_size", "page_token", b"page_token"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListCampaignsRequest: _TypeAlias = ListCampaignsRequest  # noqa: Y015
+
+@_typing.final
+class ListCampaignsResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    CAMPAIGNS_FIELD_NUMBER: _builtins.int
+    NEXT_PAGE_TOKEN_FIELD_NUMBER: _builtins.int
+    next_page_token: _builtins.str
+    @_builtins.property
+    def campaigns(self) -> _containers.RepeatedCompositeFieldContainer[Global___Campaign]: ...
+    def __init__(
+        self,
+        *,
+        campaigns: _abc.Iterable[Global___Campaign] | None = ...,
+        next_page_token: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["campaigns", b"campaigns", "next_page_token", b"next_page_token"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListCampaignsResponse: _TypeAlias = ListCampaignsResponse  # noqa: Y015
+
+@_typing.final
+class CancelCampaignRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ID_FIELD_NUMBER: _builtins.int
+    ACTOR_FIELD_NUMBER: _builtins.int
+    id: _builtins.str
+    @_builtins.property
+    def actor(self) -> _common_pb2.Actor: ...
+    def __init__(
+        self,
+        *,
+        id: _builtins.str = ...,
+        actor: _common_pb2.Actor | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["actor", b"actor"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["actor", b"actor", "id", b"id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___CancelCampaignRequest: _TypeAlias = CancelCampaignRequest  # noqa: Y015
+
+@_typing.final
+class CancelCampaignResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    CAMPAIGN_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def campaign(self) -> Global___Campaign: ...
+    def __init__(
+        self,
+        *,
+        campaign: Global___Campaign | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["campaign", b"campaign"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["campaign", b"campaign"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___CancelCampaignResponse: _TypeAlias = CancelCampaignResponse  # noqa: Y015

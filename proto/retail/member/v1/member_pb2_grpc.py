@@ -95,6 +95,206 @@ class MemberServiceStub:
                 request_serializer=retail_dot_member_dot_v1_dot_member__pb2.ListSegmentMembersRequest.SerializeToString,
                 response_deserializer=retail_dot_member_dot_v1_dot_member__pb2.ListSegmentMembersResponse.FromString,
                 _registered_method=True)
+        self.RequestIdentityVerification = channel.unary_unary(
+                '/retail.member.v1.MemberService/RequestIdentityVerification',
+                request_serializer=retail_dot_member_dot_v1_dot_member__pb2.RequestIdentityVerificationRequest.SerializeToString,
+                response_deserializer=retail_dot_member_dot_v1_dot_member__pb2.RequestIdentityVerificationResponse.FromString,
+                _registered_method=True)
+        self.BindIdentity = channel.unary_unary(
+                '/retail.member.v1.MemberService/BindIdentity',
+                request_serializer=retail_dot_member_dot_v1_dot_member__pb2.BindIdentityRequest.SerializeToString,
+                response_deserializer=retail_dot_member_dot_v1_dot_member__pb2.BindIdentityResponse.FromString,
+                _registered_method=True)
+        self.UpdateMemberProfile = channel.unary_unary(
+                '/retail.member.v1.MemberService/UpdateMemberProfile',
+                request_serializer=retail_dot_member_dot_v1_dot_member__pb2.UpdateMemberProfileRequest.SerializeToString,
+                response_deserializer=retail_dot_member_dot_v1_dot_member__pb2.UpdateMemberProfileResponse.FromString,
+                _registered_method=True)
+        self.ListMemberAudit = channel.unary_unary(
+                '/retail.member.v1.MemberService/ListMemberAudit',
+                request_serializer=retail_dot_member_dot_v1_dot_member__pb2.ListMemberAuditRequest.SerializeToString,
+                response_deserializer=retail_dot_member_dot_v1_dot_member__pb2.ListMemberAuditResponse.FromString,
+                _registered_method=True)
+        self.AssignAssociate = channel.unary_unary(
+                '/retail.member.v1.MemberService/AssignAssociate',
+                request_serializer=retail_dot_member_dot_v1_dot_member__pb2.AssignAssociateRequest.SerializeToString,
+                response_deserializer=retail_dot_member_dot_v1_dot_member__pb2.AssignAssociateResponse.FromString,
+                _registered_method=True)
+        self.ListMembers = channel.unary_unary(
+                '/retail.member.v1.MemberService/ListMembers',
+                request_serializer=retail_dot_member_dot_v1_dot_member__pb2.ListMembersRequest.SerializeToString,
+                response_deserializer=retail_dot_member_dot_v1_dot_member__pb2.ListMembersResponse.FromString,
+                _registered_method=True)
+        self.UpsertTagDefinition = channel.unary_unary(
+                '/retail.member.v1.MemberService/UpsertTagDefinition',
+                request_serializer=retail_dot_member_dot_v1_dot_member__pb2.UpsertTagDefinitionRequest.SerializeToString,
+                response_deserializer=retail_dot_member_dot_v1_dot_member__pb2.UpsertTagDefinitionResponse.FromString,
+                _registered_method=True)
+        self.ListTagDefinitions = channel.unary_unary(
+                '/retail.member.v1.MemberService/ListTagDefinitions',
+                request_serializer=retail_dot_member_dot_v1_dot_member__pb2.ListTagDefinitionsRequest.SerializeToString,
+                response_deserializer=retail_dot_member_dot_v1_dot_member__pb2.ListTagDefinitionsResponse.FromString,
+                _registered_method=True)
+        self.TagMember = channel.unary_unary(
+                '/retail.member.v1.MemberService/TagMember',
+                request_serializer=retail_dot_member_dot_v1_dot_member__pb2.TagMemberRequest.SerializeToString,
+                response_deserializer=retail_dot_member_dot_v1_dot_member__pb2.TagMemberResponse.FromString,
+                _registered_method=True)
+        self.UntagMember = channel.unary_unary(
+                '/retail.member.v1.MemberService/UntagMember',
+                request_serializer=retail_dot_member_dot_v1_dot_member__pb2.UntagMemberRequest.SerializeToString,
+                response_deserializer=retail_dot_member_dot_v1_dot_member__pb2.UntagMemberResponse.FromString,
+                _registered_method=True)
+        self.SetTierPolicy = channel.unary_unary(
+                '/retail.member.v1.MemberService/SetTierPolicy',
+                request_serializer=retail_dot_member_dot_v1_dot_member__pb2.SetTierPolicyRequest.SerializeToString,
+                response_deserializer=retail_dot_member_dot_v1_dot_member__pb2.SetTierPolicyResponse.FromString,
+                _registered_method=True)
+        self.GetTierPolicy = channel.unary_unary(
+                '/retail.member.v1.MemberService/GetTierPolicy',
+                request_serializer=retail_dot_member_dot_v1_dot_member__pb2.GetTierPolicyRequest.SerializeToString,
+                response_deserializer=retail_dot_member_dot_v1_dot_member__pb2.GetTierPolicyResponse.FromString,
+                _registered_method=True)
+        self.ListTierChanges = channel.unary_unary(
+                '/retail.member.v1.MemberService/ListTierChanges',
+                request_serializer=retail_dot_member_dot_v1_dot_member__pb2.ListTierChangesRequest.SerializeToString,
+                response_deserializer=retail_dot_member_dot_v1_dot_member__pb2.ListTierChangesResponse.FromString,
+                _registered_method=True)
+        self.ReviewTiers = channel.unary_unary(
+                '/retail.member.v1.MemberService/ReviewTiers',
+                request_serializer=retail_dot_member_dot_v1_dot_member__pb2.ReviewTiersRequest.SerializeToString,
+                response_deserializer=retail_dot_member_dot_v1_dot_member__pb2.ReviewTiersResponse.FromString,
+                _registered_method=True)
+        self.GetPointsSummary = channel.unary_unary(
+                '/retail.member.v1.MemberService/GetPointsSummary',
+                request_serializer=retail_dot_member_dot_v1_dot_member__pb2.GetPointsSummaryRequest.SerializeToString,
+                response_deserializer=retail_dot_member_dot_v1_dot_member__pb2.GetPointsSummaryResponse.FromString,
+                _registered_method=True)
+        self.QuotePointsRedemption = channel.unary_unary(
+                '/retail.member.v1.MemberService/QuotePointsRedemption',
+                request_serializer=retail_dot_member_dot_v1_dot_member__pb2.QuotePointsRedemptionRequest.SerializeToString,
+                response_deserializer=retail_dot_member_dot_v1_dot_member__pb2.QuotePointsRedemptionResponse.FromString,
+                _registered_method=True)
+        self.RevertPointsRedemption = channel.unary_unary(
+                '/retail.member.v1.MemberService/RevertPointsRedemption',
+                request_serializer=retail_dot_member_dot_v1_dot_member__pb2.RevertPointsRedemptionRequest.SerializeToString,
+                response_deserializer=retail_dot_member_dot_v1_dot_member__pb2.RevertPointsRedemptionResponse.FromString,
+                _registered_method=True)
+        self.ClawBackPoints = channel.unary_unary(
+                '/retail.member.v1.MemberService/ClawBackPoints',
+                request_serializer=retail_dot_member_dot_v1_dot_member__pb2.ClawBackPointsRequest.SerializeToString,
+                response_deserializer=retail_dot_member_dot_v1_dot_member__pb2.ClawBackPointsResponse.FromString,
+                _registered_method=True)
+        self.AdjustPoints = channel.unary_unary(
+                '/retail.member.v1.MemberService/AdjustPoints',
+                request_serializer=retail_dot_member_dot_v1_dot_member__pb2.AdjustPointsRequest.SerializeToString,
+                response_deserializer=retail_dot_member_dot_v1_dot_member__pb2.AdjustPointsResponse.FromString,
+                _registered_method=True)
+        self.ExpirePoints = channel.unary_unary(
+                '/retail.member.v1.MemberService/ExpirePoints',
+                request_serializer=retail_dot_member_dot_v1_dot_member__pb2.ExpirePointsRequest.SerializeToString,
+                response_deserializer=retail_dot_member_dot_v1_dot_member__pb2.ExpirePointsResponse.FromString,
+                _registered_method=True)
+        self.RecordOrderCompleted = channel.unary_unary(
+                '/retail.member.v1.MemberService/RecordOrderCompleted',
+                request_serializer=retail_dot_member_dot_v1_dot_member__pb2.RecordOrderCompletedRequest.SerializeToString,
+                response_deserializer=retail_dot_member_dot_v1_dot_member__pb2.RecordOrderCompletedResponse.FromString,
+                _registered_method=True)
+        self.RecordOrderReturned = channel.unary_unary(
+                '/retail.member.v1.MemberService/RecordOrderReturned',
+                request_serializer=retail_dot_member_dot_v1_dot_member__pb2.RecordOrderReturnedRequest.SerializeToString,
+                response_deserializer=retail_dot_member_dot_v1_dot_member__pb2.RecordOrderReturnedResponse.FromString,
+                _registered_method=True)
+        self.CreateCouponTemplate = channel.unary_unary(
+                '/retail.member.v1.MemberService/CreateCouponTemplate',
+                request_serializer=retail_dot_member_dot_v1_dot_member__pb2.CreateCouponTemplateRequest.SerializeToString,
+                response_deserializer=retail_dot_member_dot_v1_dot_member__pb2.CreateCouponTemplateResponse.FromString,
+                _registered_method=True)
+        self.SetCouponTemplateStatus = channel.unary_unary(
+                '/retail.member.v1.MemberService/SetCouponTemplateStatus',
+                request_serializer=retail_dot_member_dot_v1_dot_member__pb2.SetCouponTemplateStatusRequest.SerializeToString,
+                response_deserializer=retail_dot_member_dot_v1_dot_member__pb2.SetCouponTemplateStatusResponse.FromString,
+                _registered_method=True)
+        self.BatchGetCouponTemplates = channel.unary_unary(
+                '/retail.member.v1.MemberService/BatchGetCouponTemplates',
+                request_serializer=retail_dot_member_dot_v1_dot_member__pb2.BatchGetCouponTemplatesRequest.SerializeToString,
+                response_deserializer=retail_dot_member_dot_v1_dot_member__pb2.BatchGetCouponTemplatesResponse.FromString,
+                _registered_method=True)
+        self.ListCouponTemplates = channel.unary_unary(
+                '/retail.member.v1.MemberService/ListCouponTemplates',
+                request_serializer=retail_dot_member_dot_v1_dot_member__pb2.ListCouponTemplatesRequest.SerializeToString,
+                response_deserializer=retail_dot_member_dot_v1_dot_member__pb2.ListCouponTemplatesResponse.FromString,
+                _registered_method=True)
+        self.IssueCoupon = channel.unary_unary(
+                '/retail.member.v1.MemberService/IssueCoupon',
+                request_serializer=retail_dot_member_dot_v1_dot_member__pb2.IssueCouponRequest.SerializeToString,
+                response_deserializer=retail_dot_member_dot_v1_dot_member__pb2.IssueCouponResponse.FromString,
+                _registered_method=True)
+        self.ClaimCoupon = channel.unary_unary(
+                '/retail.member.v1.MemberService/ClaimCoupon',
+                request_serializer=retail_dot_member_dot_v1_dot_member__pb2.ClaimCouponRequest.SerializeToString,
+                response_deserializer=retail_dot_member_dot_v1_dot_member__pb2.ClaimCouponResponse.FromString,
+                _registered_method=True)
+        self.BatchGetCoupons = channel.unary_unary(
+                '/retail.member.v1.MemberService/BatchGetCoupons',
+                request_serializer=retail_dot_member_dot_v1_dot_member__pb2.BatchGetCouponsRequest.SerializeToString,
+                response_deserializer=retail_dot_member_dot_v1_dot_member__pb2.BatchGetCouponsResponse.FromString,
+                _registered_method=True)
+        self.ListMemberCoupons = channel.unary_unary(
+                '/retail.member.v1.MemberService/ListMemberCoupons',
+                request_serializer=retail_dot_member_dot_v1_dot_member__pb2.ListMemberCouponsRequest.SerializeToString,
+                response_deserializer=retail_dot_member_dot_v1_dot_member__pb2.ListMemberCouponsResponse.FromString,
+                _registered_method=True)
+        self.EvaluateCoupons = channel.unary_unary(
+                '/retail.member.v1.MemberService/EvaluateCoupons',
+                request_serializer=retail_dot_member_dot_v1_dot_member__pb2.EvaluateCouponsRequest.SerializeToString,
+                response_deserializer=retail_dot_member_dot_v1_dot_member__pb2.EvaluateCouponsResponse.FromString,
+                _registered_method=True)
+        self.ReleaseExpiredCouponLocks = channel.unary_unary(
+                '/retail.member.v1.MemberService/ReleaseExpiredCouponLocks',
+                request_serializer=retail_dot_member_dot_v1_dot_member__pb2.ReleaseExpiredCouponLocksRequest.SerializeToString,
+                response_deserializer=retail_dot_member_dot_v1_dot_member__pb2.ReleaseExpiredCouponLocksResponse.FromString,
+                _registered_method=True)
+        self.JoinWithInviteCode = channel.unary_unary(
+                '/retail.member.v1.MemberService/JoinWithInviteCode',
+                request_serializer=retail_dot_member_dot_v1_dot_member__pb2.JoinWithInviteCodeRequest.SerializeToString,
+                response_deserializer=retail_dot_member_dot_v1_dot_member__pb2.JoinWithInviteCodeResponse.FromString,
+                _registered_method=True)
+        self.ListReferrals = channel.unary_unary(
+                '/retail.member.v1.MemberService/ListReferrals',
+                request_serializer=retail_dot_member_dot_v1_dot_member__pb2.ListReferralsRequest.SerializeToString,
+                response_deserializer=retail_dot_member_dot_v1_dot_member__pb2.ListReferralsResponse.FromString,
+                _registered_method=True)
+        self.CountSegment = channel.unary_unary(
+                '/retail.member.v1.MemberService/CountSegment',
+                request_serializer=retail_dot_member_dot_v1_dot_member__pb2.CountSegmentRequest.SerializeToString,
+                response_deserializer=retail_dot_member_dot_v1_dot_member__pb2.CountSegmentResponse.FromString,
+                _registered_method=True)
+        self.LaunchCampaign = channel.unary_unary(
+                '/retail.member.v1.MemberService/LaunchCampaign',
+                request_serializer=retail_dot_member_dot_v1_dot_member__pb2.LaunchCampaignRequest.SerializeToString,
+                response_deserializer=retail_dot_member_dot_v1_dot_member__pb2.LaunchCampaignResponse.FromString,
+                _registered_method=True)
+        self.GetCampaign = channel.unary_unary(
+                '/retail.member.v1.MemberService/GetCampaign',
+                request_serializer=retail_dot_member_dot_v1_dot_member__pb2.GetCampaignRequest.SerializeToString,
+                response_deserializer=retail_dot_member_dot_v1_dot_member__pb2.GetCampaignResponse.FromString,
+                _registered_method=True)
+        self.BatchGetCampaigns = channel.unary_unary(
+                '/retail.member.v1.MemberService/BatchGetCampaigns',
+                request_serializer=retail_dot_member_dot_v1_dot_member__pb2.BatchGetCampaignsRequest.SerializeToString,
+                response_deserializer=retail_dot_member_dot_v1_dot_member__pb2.BatchGetCampaignsResponse.FromString,
+                _registered_method=True)
+        self.ListCampaigns = channel.unary_unary(
+                '/retail.member.v1.MemberService/ListCampaigns',
+                request_serializer=retail_dot_member_dot_v1_dot_member__pb2.ListCampaignsRequest.SerializeToString,
+                response_deserializer=retail_dot_member_dot_v1_dot_member__pb2.ListCampaignsResponse.FromString,
+                _registered_method=True)
+        self.CancelCampaign = channel.unary_unary(
+                '/retail.member.v1.MemberService/CancelCampaign',
+                request_serializer=retail_dot_member_dot_v1_dot_member__pb2.CancelCampaignRequest.SerializeToString,
+                response_deserializer=retail_dot_member_dot_v1_dot_member__pb2.CancelCampaignResponse.FromString,
+                _registered_method=True)
 
 
 class MemberServiceServicer:
@@ -185,6 +385,295 @@ class MemberServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def RequestIdentityVerification(self, request, context):
+        """Identity and profile.
+        Sends (through the SMS / WeChat partner) a one-time code proving the caller owns an identity.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def BindIdentity(self, request, context):
+        """Binds a further identity to a member; IDENTITY_BOUND_ELSEWHERE names the other owner.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def UpdateMemberProfile(self, request, context):
+        """Updates display name, birthday and consent flags; audited.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListMemberAudit(self, request, context):
+        """Lists a member's audit trail (bindings, merges, tags, associate changes), newest first.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def AssignAssociate(self, request, context):
+        """Associates' members (导购).
+        Makes an associate the member's exclusive guide in a store; audited.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListMembers(self, request, context):
+        """Lists members by exclusive guide or home/served store, optionally matching a name or phone.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def UpsertTagDefinition(self, request, context):
+        """Tags.
+        Creates or updates a tag in the brand's tag catalogue.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListTagDefinitions(self, request, context):
+        """Lists the tag catalogue.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def TagMember(self, request, context):
+        """Tags a member; idempotent; records who, where and when.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def UntagMember(self, request, context):
+        """Removes a tag from a member; audited.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def SetTierPolicy(self, request, context):
+        """Tiers.
+        Replaces the tier policy (thresholds on rolling 12-month spend, benefits).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetTierPolicy(self, request, context):
+        """Returns the tier policy.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListTierChanges(self, request, context):
+        """A member's tier changes, newest first.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ReviewTiers(self, request, context):
+        """Reviews tiers whose anniversary has passed (downgrade one step at most); idempotent.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetPointsSummary(self, request, context):
+        """Points ledger (each change idempotent by kind and reference).
+        A member's points: available, pending, expiring soon.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def QuotePointsRedemption(self, request, context):
+        """How many points an order may redeem and what they are worth (no side effects).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def RevertPointsRedemption(self, request, context):
+        """Gives back an order's redemption to the same lots (cancelled order).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ClawBackPoints(self, request, context):
+        """Claws back points earned by an order, proportionally to a refund.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def AdjustPoints(self, request, context):
+        """Admin: adds or removes points with a reason.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ExpirePoints(self, request, context):
+        """Expires lots whose expiry has passed; idempotent and resumable.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def RecordOrderCompleted(self, request, context):
+        """Order effects (called by order-svc; each idempotent by order id).
+        A completed order: pending points, tier spend, last purchase, first-order referral rewards.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def RecordOrderReturned(self, request, context):
+        """A return: spend reduced, points clawed back.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def CreateCouponTemplate(self, request, context):
+        """Coupons.
+        Admin: creates a coupon template.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def SetCouponTemplateStatus(self, request, context):
+        """Admin: pauses or resumes a template (issued coupons stay usable).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def BatchGetCouponTemplates(self, request, context):
+        """Returns coupon templates by id.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListCouponTemplates(self, request, context):
+        """Lists coupon templates, newest first.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def IssueCoupon(self, request, context):
+        """Issues a coupon of a template to a member; idempotent by reference.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ClaimCoupon(self, request, context):
+        """A member claims a coupon by template id or public claim code (optionally in a store's trade area).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def BatchGetCoupons(self, request, context):
+        """Returns coupons by id.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListMemberCoupons(self, request, context):
+        """A member's coupons, optionally by status.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def EvaluateCoupons(self, request, context):
+        """The member's usable coupons for priced lines, with the discount each gives per line.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ReleaseExpiredCouponLocks(self, request, context):
+        """Releases coupon locks whose expiry has passed; idempotent.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def JoinWithInviteCode(self, request, context):
+        """Referrals (以老带新).
+        A new member joins with an invite code (no self-referral, one referrer, no cycles).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListReferrals(self, request, context):
+        """The members a member referred, with their reward state.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def CountSegment(self, request, context):
+        """Segments and campaigns.
+        Counts the members matching a segment rule.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def LaunchCampaign(self, request, context):
+        """Issues a coupon template to every member of a segment; resumable, once per member.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetCampaign(self, request, context):
+        """Returns a campaign with its progress.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def BatchGetCampaigns(self, request, context):
+        """Returns campaigns by id.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListCampaigns(self, request, context):
+        """Lists campaigns, newest first.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def CancelCampaign(self, request, context):
+        """Cancels a running campaign; coupons already issued stay.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_MemberServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -247,6 +736,206 @@ def add_MemberServiceServicer_to_server(servicer, server):
                     servicer.ListSegmentMembers,
                     request_deserializer=retail_dot_member_dot_v1_dot_member__pb2.ListSegmentMembersRequest.FromString,
                     response_serializer=retail_dot_member_dot_v1_dot_member__pb2.ListSegmentMembersResponse.SerializeToString,
+            ),
+            'RequestIdentityVerification': grpc.unary_unary_rpc_method_handler(
+                    servicer.RequestIdentityVerification,
+                    request_deserializer=retail_dot_member_dot_v1_dot_member__pb2.RequestIdentityVerificationRequest.FromString,
+                    response_serializer=retail_dot_member_dot_v1_dot_member__pb2.RequestIdentityVerificationResponse.SerializeToString,
+            ),
+            'BindIdentity': grpc.unary_unary_rpc_method_handler(
+                    servicer.BindIdentity,
+                    request_deserializer=retail_dot_member_dot_v1_dot_member__pb2.BindIdentityRequest.FromString,
+                    response_serializer=retail_dot_member_dot_v1_dot_member__pb2.BindIdentityResponse.SerializeToString,
+            ),
+            'UpdateMemberProfile': grpc.unary_unary_rpc_method_handler(
+                    servicer.UpdateMemberProfile,
+                    request_deserializer=retail_dot_member_dot_v1_dot_member__pb2.UpdateMemberProfileRequest.FromString,
+                    response_serializer=retail_dot_member_dot_v1_dot_member__pb2.UpdateMemberProfileResponse.SerializeToString,
+            ),
+            'ListMemberAudit': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListMemberAudit,
+                    request_deserializer=retail_dot_member_dot_v1_dot_member__pb2.ListMemberAuditRequest.FromString,
+                    response_serializer=retail_dot_member_dot_v1_dot_member__pb2.ListMemberAuditResponse.SerializeToString,
+            ),
+            'AssignAssociate': grpc.unary_unary_rpc_method_handler(
+                    servicer.AssignAssociate,
+                    request_deserializer=retail_dot_member_dot_v1_dot_member__pb2.AssignAssociateRequest.FromString,
+                    response_serializer=retail_dot_member_dot_v1_dot_member__pb2.AssignAssociateResponse.SerializeToString,
+            ),
+            'ListMembers': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListMembers,
+                    request_deserializer=retail_dot_member_dot_v1_dot_member__pb2.ListMembersRequest.FromString,
+                    response_serializer=retail_dot_member_dot_v1_dot_member__pb2.ListMembersResponse.SerializeToString,
+            ),
+            'UpsertTagDefinition': grpc.unary_unary_rpc_method_handler(
+                    servicer.UpsertTagDefinition,
+                    request_deserializer=retail_dot_member_dot_v1_dot_member__pb2.UpsertTagDefinitionRequest.FromString,
+                    response_serializer=retail_dot_member_dot_v1_dot_member__pb2.UpsertTagDefinitionResponse.SerializeToString,
+            ),
+            'ListTagDefinitions': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListTagDefinitions,
+                    request_deserializer=retail_dot_member_dot_v1_dot_member__pb2.ListTagDefinitionsRequest.FromString,
+                    response_serializer=retail_dot_member_dot_v1_dot_member__pb2.ListTagDefinitionsResponse.SerializeToString,
+            ),
+            'TagMember': grpc.unary_unary_rpc_method_handler(
+                    servicer.TagMember,
+                    request_deserializer=retail_dot_member_dot_v1_dot_member__pb2.TagMemberRequest.FromString,
+                    response_serializer=retail_dot_member_dot_v1_dot_member__pb2.TagMemberResponse.SerializeToString,
+            ),
+            'UntagMember': grpc.unary_unary_rpc_method_handler(
+                    servicer.UntagMember,
+                    request_deserializer=retail_dot_member_dot_v1_dot_member__pb2.UntagMemberRequest.FromString,
+                    response_serializer=retail_dot_member_dot_v1_dot_member__pb2.UntagMemberResponse.SerializeToString,
+            ),
+            'SetTierPolicy': grpc.unary_unary_rpc_method_handler(
+                    servicer.SetTierPolicy,
+                    request_deserializer=retail_dot_member_dot_v1_dot_member__pb2.SetTierPolicyRequest.FromString,
+                    response_serializer=retail_dot_member_dot_v1_dot_member__pb2.SetTierPolicyResponse.SerializeToString,
+            ),
+            'GetTierPolicy': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetTierPolicy,
+                    request_deserializer=retail_dot_member_dot_v1_dot_member__pb2.GetTierPolicyRequest.FromString,
+                    response_serializer=retail_dot_member_dot_v1_dot_member__pb2.GetTierPolicyResponse.SerializeToString,
+            ),
+            'ListTierChanges': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListTierChanges,
+                    request_deserializer=retail_dot_member_dot_v1_dot_member__pb2.ListTierChangesRequest.FromString,
+                    response_serializer=retail_dot_member_dot_v1_dot_member__pb2.ListTierChangesResponse.SerializeToString,
+            ),
+            'ReviewTiers': grpc.unary_unary_rpc_method_handler(
+                    servicer.ReviewTiers,
+                    request_deserializer=retail_dot_member_dot_v1_dot_member__pb2.ReviewTiersRequest.FromString,
+                    response_serializer=retail_dot_member_dot_v1_dot_member__pb2.ReviewTiersResponse.SerializeToString,
+            ),
+            'GetPointsSummary': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetPointsSummary,
+                    request_deserializer=retail_dot_member_dot_v1_dot_member__pb2.GetPointsSummaryRequest.FromString,
+                    response_serializer=retail_dot_member_dot_v1_dot_member__pb2.GetPointsSummaryResponse.SerializeToString,
+            ),
+            'QuotePointsRedemption': grpc.unary_unary_rpc_method_handler(
+                    servicer.QuotePointsRedemption,
+                    request_deserializer=retail_dot_member_dot_v1_dot_member__pb2.QuotePointsRedemptionRequest.FromString,
+                    response_serializer=retail_dot_member_dot_v1_dot_member__pb2.QuotePointsRedemptionResponse.SerializeToString,
+            ),
+            'RevertPointsRedemption': grpc.unary_unary_rpc_method_handler(
+                    servicer.RevertPointsRedemption,
+                    request_deserializer=retail_dot_member_dot_v1_dot_member__pb2.RevertPointsRedemptionRequest.FromString,
+                    response_serializer=retail_dot_member_dot_v1_dot_member__pb2.RevertPointsRedemptionResponse.SerializeToString,
+            ),
+            'ClawBackPoints': grpc.unary_unary_rpc_method_handler(
+                    servicer.ClawBackPoints,
+                    request_deserializer=retail_dot_member_dot_v1_dot_member__pb2.ClawBackPointsRequest.FromString,
+                    response_serializer=retail_dot_member_dot_v1_dot_member__pb2.ClawBackPointsResponse.SerializeToString,
+            ),
+            'AdjustPoints': grpc.unary_unary_rpc_method_handler(
+                    servicer.AdjustPoints,
+                    request_deserializer=retail_dot_member_dot_v1_dot_member__pb2.AdjustPointsRequest.FromString,
+                    response_serializer=retail_dot_member_dot_v1_dot_member__pb2.AdjustPointsResponse.SerializeToString,
+            ),
+            'ExpirePoints': grpc.unary_unary_rpc_method_handler(
+                    servicer.ExpirePoints,
+                    request_deserializer=retail_dot_member_dot_v1_dot_member__pb2.ExpirePointsRequest.FromString,
+                    response_serializer=retail_dot_member_dot_v1_dot_member__pb2.ExpirePointsResponse.SerializeToString,
+            ),
+            'RecordOrderCompleted': grpc.unary_unary_rpc_method_handler(
+                    servicer.RecordOrderCompleted,
+                    request_deserializer=retail_dot_member_dot_v1_dot_member__pb2.RecordOrderCompletedRequest.FromString,
+                    response_serializer=retail_dot_member_dot_v1_dot_member__pb2.RecordOrderCompletedResponse.SerializeToString,
+            ),
+            'RecordOrderReturned': grpc.unary_unary_rpc_method_handler(
+                    servicer.RecordOrderReturned,
+                    request_deserializer=retail_dot_member_dot_v1_dot_member__pb2.RecordOrderReturnedRequest.FromString,
+                    response_serializer=retail_dot_member_dot_v1_dot_member__pb2.RecordOrderReturnedResponse.SerializeToString,
+            ),
+            'CreateCouponTemplate': grpc.unary_unary_rpc_method_handler(
+                    servicer.CreateCouponTemplate,
+                    request_deserializer=retail_dot_member_dot_v1_dot_member__pb2.CreateCouponTemplateRequest.FromString,
+                    response_serializer=retail_dot_member_dot_v1_dot_member__pb2.CreateCouponTemplateResponse.SerializeToString,
+            ),
+            'SetCouponTemplateStatus': grpc.unary_unary_rpc_method_handler(
+                    servicer.SetCouponTemplateStatus,
+                    request_deserializer=retail_dot_member_dot_v1_dot_member__pb2.SetCouponTemplateStatusRequest.FromString,
+                    response_serializer=retail_dot_member_dot_v1_dot_member__pb2.SetCouponTemplateStatusResponse.SerializeToString,
+            ),
+            'BatchGetCouponTemplates': grpc.unary_unary_rpc_method_handler(
+                    servicer.BatchGetCouponTemplates,
+                    request_deserializer=retail_dot_member_dot_v1_dot_member__pb2.BatchGetCouponTemplatesRequest.FromString,
+                    response_serializer=retail_dot_member_dot_v1_dot_member__pb2.BatchGetCouponTemplatesResponse.SerializeToString,
+            ),
+            'ListCouponTemplates': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListCouponTemplates,
+                    request_deserializer=retail_dot_member_dot_v1_dot_member__pb2.ListCouponTemplatesRequest.FromString,
+                    response_serializer=retail_dot_member_dot_v1_dot_member__pb2.ListCouponTemplatesResponse.SerializeToString,
+            ),
+            'IssueCoupon': grpc.unary_unary_rpc_method_handler(
+                    servicer.IssueCoupon,
+                    request_deserializer=retail_dot_member_dot_v1_dot_member__pb2.IssueCouponRequest.FromString,
+                    response_serializer=retail_dot_member_dot_v1_dot_member__pb2.IssueCouponResponse.SerializeToString,
+            ),
+            'ClaimCoupon': grpc.unary_unary_rpc_method_handler(
+                    servicer.ClaimCoupon,
+                    request_deserializer=retail_dot_member_dot_v1_dot_member__pb2.ClaimCouponRequest.FromString,
+                    response_serializer=retail_dot_member_dot_v1_dot_member__pb2.ClaimCouponResponse.SerializeToString,
+            ),
+            'BatchGetCoupons': grpc.unary_unary_rpc_method_handler(
+                    servicer.BatchGetCoupons,
+                    request_deserializer=retail_dot_member_dot_v1_dot_member__pb2.BatchGetCouponsRequest.FromString,
+                    response_serializer=retail_dot_member_dot_v1_dot_member__pb2.BatchGetCouponsResponse.SerializeToString,
+            ),
+            'ListMemberCoupons': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListMemberCoupons,
+                    request_deserializer=retail_dot_member_dot_v1_dot_member__pb2.ListMemberCouponsRequest.FromString,
+                    response_serializer=retail_dot_member_dot_v1_dot_member__pb2.ListMemberCouponsResponse.SerializeToString,
+            ),
+            'EvaluateCoupons': grpc.unary_unary_rpc_method_handler(
+                    servicer.EvaluateCoupons,
+                    request_deserializer=retail_dot_member_dot_v1_dot_member__pb2.EvaluateCouponsRequest.FromString,
+                    response_serializer=retail_dot_member_dot_v1_dot_member__pb2.EvaluateCouponsResponse.SerializeToString,
+            ),
+            'ReleaseExpiredCouponLocks': grpc.unary_unary_rpc_method_handler(
+                    servicer.ReleaseExpiredCouponLocks,
+                    request_deserializer=retail_dot_member_dot_v1_dot_member__pb2.ReleaseExpiredCouponLocksRequest.FromString,
+                    response_serializer=retail_dot_member_dot_v1_dot_member__pb2.ReleaseExpiredCouponLocksResponse.SerializeToString,
+            ),
+            'JoinWithInviteCode': grpc.unary_unary_rpc_method_handler(
+                    servicer.JoinWithInviteCode,
+                    request_deserializer=retail_dot_member_dot_v1_dot_member__pb2.JoinWithInviteCodeRequest.FromString,
+                    response_serializer=retail_dot_member_dot_v1_dot_member__pb2.JoinWithInviteCodeResponse.SerializeToString,
+            ),
+            'ListReferrals': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListReferrals,
+                    request_deserializer=retail_dot_member_dot_v1_dot_member__pb2.ListReferralsRequest.FromString,
+                    response_serializer=retail_dot_member_dot_v1_dot_member__pb2.ListReferralsResponse.SerializeToString,
+            ),
+            'CountSegment': grpc.unary_unary_rpc_method_handler(
+                    servicer.CountSegment,
+                    request_deserializer=retail_dot_member_dot_v1_dot_member__pb2.CountSegmentRequest.FromString,
+                    response_serializer=retail_dot_member_dot_v1_dot_member__pb2.CountSegmentResponse.SerializeToString,
+            ),
+            'LaunchCampaign': grpc.unary_unary_rpc_method_handler(
+                    servicer.LaunchCampaign,
+                    request_deserializer=retail_dot_member_dot_v1_dot_member__pb2.LaunchCampaignRequest.FromString,
+                    response_serializer=retail_dot_member_dot_v1_dot_member__pb2.LaunchCampaignResponse.SerializeToString,
+            ),
+            'GetCampaign': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetCampaign,
+                    request_deserializer=retail_dot_member_dot_v1_dot_member__pb2.GetCampaignRequest.FromString,
+                    response_serializer=retail_dot_member_dot_v1_dot_member__pb2.GetCampaignResponse.SerializeToString,
+            ),
+            'BatchGetCampaigns': grpc.unary_unary_rpc_method_handler(
+                    servicer.BatchGetCampaigns,
+                    request_deserializer=retail_dot_member_dot_v1_dot_member__pb2.BatchGetCampaignsRequest.FromString,
+                    response_serializer=retail_dot_member_dot_v1_dot_member__pb2.BatchGetCampaignsResponse.SerializeToString,
+            ),
+            'ListCampaigns': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListCampaigns,
+                    request_deserializer=retail_dot_member_dot_v1_dot_member__pb2.ListCampaignsRequest.FromString,
+                    response_serializer=retail_dot_member_dot_v1_dot_member__pb2.ListCampaignsResponse.SerializeToString,
+            ),
+            'CancelCampaign': grpc.unary_unary_rpc_method_handler(
+                    servicer.CancelCampaign,
+                    request_deserializer=retail_dot_member_dot_v1_dot_member__pb2.CancelCampaignRequest.FromString,
+                    response_serializer=retail_dot_member_dot_v1_dot_member__pb2.CancelCampaignResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -574,6 +1263,1086 @@ class MemberService:
             '/retail.member.v1.MemberService/ListSegmentMembers',
             retail_dot_member_dot_v1_dot_member__pb2.ListSegmentMembersRequest.SerializeToString,
             retail_dot_member_dot_v1_dot_member__pb2.ListSegmentMembersResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RequestIdentityVerification(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/retail.member.v1.MemberService/RequestIdentityVerification',
+            retail_dot_member_dot_v1_dot_member__pb2.RequestIdentityVerificationRequest.SerializeToString,
+            retail_dot_member_dot_v1_dot_member__pb2.RequestIdentityVerificationResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def BindIdentity(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/retail.member.v1.MemberService/BindIdentity',
+            retail_dot_member_dot_v1_dot_member__pb2.BindIdentityRequest.SerializeToString,
+            retail_dot_member_dot_v1_dot_member__pb2.BindIdentityResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def UpdateMemberProfile(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/retail.member.v1.MemberService/UpdateMemberProfile',
+            retail_dot_member_dot_v1_dot_member__pb2.UpdateMemberProfileRequest.SerializeToString,
+            retail_dot_member_dot_v1_dot_member__pb2.UpdateMemberProfileResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListMemberAudit(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/retail.member.v1.MemberService/ListMemberAudit',
+            retail_dot_member_dot_v1_dot_member__pb2.ListMemberAuditRequest.SerializeToString,
+            retail_dot_member_dot_v1_dot_member__pb2.ListMemberAuditResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def AssignAssociate(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/retail.member.v1.MemberService/AssignAssociate',
+            retail_dot_member_dot_v1_dot_member__pb2.AssignAssociateRequest.SerializeToString,
+            retail_dot_member_dot_v1_dot_member__pb2.AssignAssociateResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListMembers(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/retail.member.v1.MemberService/ListMembers',
+            retail_dot_member_dot_v1_dot_member__pb2.ListMembersRequest.SerializeToString,
+            retail_dot_member_dot_v1_dot_member__pb2.ListMembersResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def UpsertTagDefinition(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/retail.member.v1.MemberService/UpsertTagDefinition',
+            retail_dot_member_dot_v1_dot_member__pb2.UpsertTagDefinitionRequest.SerializeToString,
+            retail_dot_member_dot_v1_dot_member__pb2.UpsertTagDefinitionResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListTagDefinitions(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/retail.member.v1.MemberService/ListTagDefinitions',
+            retail_dot_member_dot_v1_dot_member__pb2.ListTagDefinitionsRequest.SerializeToString,
+            retail_dot_member_dot_v1_dot_member__pb2.ListTagDefinitionsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def TagMember(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/retail.member.v1.MemberService/TagMember',
+            retail_dot_member_dot_v1_dot_member__pb2.TagMemberRequest.SerializeToString,
+            retail_dot_member_dot_v1_dot_member__pb2.TagMemberResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def UntagMember(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/retail.member.v1.MemberService/UntagMember',
+            retail_dot_member_dot_v1_dot_member__pb2.UntagMemberRequest.SerializeToString,
+            retail_dot_member_dot_v1_dot_member__pb2.UntagMemberResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def SetTierPolicy(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/retail.member.v1.MemberService/SetTierPolicy',
+            retail_dot_member_dot_v1_dot_member__pb2.SetTierPolicyRequest.SerializeToString,
+            retail_dot_member_dot_v1_dot_member__pb2.SetTierPolicyResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetTierPolicy(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/retail.member.v1.MemberService/GetTierPolicy',
+            retail_dot_member_dot_v1_dot_member__pb2.GetTierPolicyRequest.SerializeToString,
+            retail_dot_member_dot_v1_dot_member__pb2.GetTierPolicyResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListTierChanges(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/retail.member.v1.MemberService/ListTierChanges',
+            retail_dot_member_dot_v1_dot_member__pb2.ListTierChangesRequest.SerializeToString,
+            retail_dot_member_dot_v1_dot_member__pb2.ListTierChangesResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ReviewTiers(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/retail.member.v1.MemberService/ReviewTiers',
+            retail_dot_member_dot_v1_dot_member__pb2.ReviewTiersRequest.SerializeToString,
+            retail_dot_member_dot_v1_dot_member__pb2.ReviewTiersResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetPointsSummary(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/retail.member.v1.MemberService/GetPointsSummary',
+            retail_dot_member_dot_v1_dot_member__pb2.GetPointsSummaryRequest.SerializeToString,
+            retail_dot_member_dot_v1_dot_member__pb2.GetPointsSummaryResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def QuotePointsRedemption(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/retail.member.v1.MemberService/QuotePointsRedemption',
+            retail_dot_member_dot_v1_dot_member__pb2.QuotePointsRedemptionRequest.SerializeToString,
+            retail_dot_member_dot_v1_dot_member__pb2.QuotePointsRedemptionResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RevertPointsRedemption(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/retail.member.v1.MemberService/RevertPointsRedemption',
+            retail_dot_member_dot_v1_dot_member__pb2.RevertPointsRedemptionRequest.SerializeToString,
+            retail_dot_member_dot_v1_dot_member__pb2.RevertPointsRedemptionResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ClawBackPoints(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/retail.member.v1.MemberService/ClawBackPoints',
+            retail_dot_member_dot_v1_dot_member__pb2.ClawBackPointsRequest.SerializeToString,
+            retail_dot_member_dot_v1_dot_member__pb2.ClawBackPointsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def AdjustPoints(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/retail.member.v1.MemberService/AdjustPoints',
+            retail_dot_member_dot_v1_dot_member__pb2.AdjustPointsRequest.SerializeToString,
+            retail_dot_member_dot_v1_dot_member__pb2.AdjustPointsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ExpirePoints(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/retail.member.v1.MemberService/ExpirePoints',
+            retail_dot_member_dot_v1_dot_member__pb2.ExpirePointsRequest.SerializeToString,
+            retail_dot_member_dot_v1_dot_member__pb2.ExpirePointsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RecordOrderCompleted(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/retail.member.v1.MemberService/RecordOrderCompleted',
+            retail_dot_member_dot_v1_dot_member__pb2.RecordOrderCompletedRequest.SerializeToString,
+            retail_dot_member_dot_v1_dot_member__pb2.RecordOrderCompletedResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RecordOrderReturned(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/retail.member.v1.MemberService/RecordOrderReturned',
+            retail_dot_member_dot_v1_dot_member__pb2.RecordOrderReturnedRequest.SerializeToString,
+            retail_dot_member_dot_v1_dot_member__pb2.RecordOrderReturnedResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CreateCouponTemplate(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/retail.member.v1.MemberService/CreateCouponTemplate',
+            retail_dot_member_dot_v1_dot_member__pb2.CreateCouponTemplateRequest.SerializeToString,
+            retail_dot_member_dot_v1_dot_member__pb2.CreateCouponTemplateResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def SetCouponTemplateStatus(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/retail.member.v1.MemberService/SetCouponTemplateStatus',
+            retail_dot_member_dot_v1_dot_member__pb2.SetCouponTemplateStatusRequest.SerializeToString,
+            retail_dot_member_dot_v1_dot_member__pb2.SetCouponTemplateStatusResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def BatchGetCouponTemplates(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/retail.member.v1.MemberService/BatchGetCouponTemplates',
+            retail_dot_member_dot_v1_dot_member__pb2.BatchGetCouponTemplatesRequest.SerializeToString,
+            retail_dot_member_dot_v1_dot_member__pb2.BatchGetCouponTemplatesResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListCouponTemplates(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/retail.member.v1.MemberService/ListCouponTemplates',
+            retail_dot_member_dot_v1_dot_member__pb2.ListCouponTemplatesRequest.SerializeToString,
+            retail_dot_member_dot_v1_dot_member__pb2.ListCouponTemplatesResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def IssueCoupon(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/retail.member.v1.MemberService/IssueCoupon',
+            retail_dot_member_dot_v1_dot_member__pb2.IssueCouponRequest.SerializeToString,
+            retail_dot_member_dot_v1_dot_member__pb2.IssueCouponResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ClaimCoupon(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/retail.member.v1.MemberService/ClaimCoupon',
+            retail_dot_member_dot_v1_dot_member__pb2.ClaimCouponRequest.SerializeToString,
+            retail_dot_member_dot_v1_dot_member__pb2.ClaimCouponResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def BatchGetCoupons(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/retail.member.v1.MemberService/BatchGetCoupons',
+            retail_dot_member_dot_v1_dot_member__pb2.BatchGetCouponsRequest.SerializeToString,
+            retail_dot_member_dot_v1_dot_member__pb2.BatchGetCouponsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListMemberCoupons(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/retail.member.v1.MemberService/ListMemberCoupons',
+            retail_dot_member_dot_v1_dot_member__pb2.ListMemberCouponsRequest.SerializeToString,
+            retail_dot_member_dot_v1_dot_member__pb2.ListMemberCouponsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def EvaluateCoupons(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/retail.member.v1.MemberService/EvaluateCoupons',
+            retail_dot_member_dot_v1_dot_member__pb2.EvaluateCouponsRequest.SerializeToString,
+            retail_dot_member_dot_v1_dot_member__pb2.EvaluateCouponsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ReleaseExpiredCouponLocks(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/retail.member.v1.MemberService/ReleaseExpiredCouponLocks',
+            retail_dot_member_dot_v1_dot_member__pb2.ReleaseExpiredCouponLocksRequest.SerializeToString,
+            retail_dot_member_dot_v1_dot_member__pb2.ReleaseExpiredCouponLocksResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def JoinWithInviteCode(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/retail.member.v1.MemberService/JoinWithInviteCode',
+            retail_dot_member_dot_v1_dot_member__pb2.JoinWithInviteCodeRequest.SerializeToString,
+            retail_dot_member_dot_v1_dot_member__pb2.JoinWithInviteCodeResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListReferrals(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/retail.member.v1.MemberService/ListReferrals',
+            retail_dot_member_dot_v1_dot_member__pb2.ListReferralsRequest.SerializeToString,
+            retail_dot_member_dot_v1_dot_member__pb2.ListReferralsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CountSegment(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/retail.member.v1.MemberService/CountSegment',
+            retail_dot_member_dot_v1_dot_member__pb2.CountSegmentRequest.SerializeToString,
+            retail_dot_member_dot_v1_dot_member__pb2.CountSegmentResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def LaunchCampaign(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/retail.member.v1.MemberService/LaunchCampaign',
+            retail_dot_member_dot_v1_dot_member__pb2.LaunchCampaignRequest.SerializeToString,
+            retail_dot_member_dot_v1_dot_member__pb2.LaunchCampaignResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetCampaign(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/retail.member.v1.MemberService/GetCampaign',
+            retail_dot_member_dot_v1_dot_member__pb2.GetCampaignRequest.SerializeToString,
+            retail_dot_member_dot_v1_dot_member__pb2.GetCampaignResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def BatchGetCampaigns(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/retail.member.v1.MemberService/BatchGetCampaigns',
+            retail_dot_member_dot_v1_dot_member__pb2.BatchGetCampaignsRequest.SerializeToString,
+            retail_dot_member_dot_v1_dot_member__pb2.BatchGetCampaignsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListCampaigns(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/retail.member.v1.MemberService/ListCampaigns',
+            retail_dot_member_dot_v1_dot_member__pb2.ListCampaignsRequest.SerializeToString,
+            retail_dot_member_dot_v1_dot_member__pb2.ListCampaignsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CancelCampaign(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/retail.member.v1.MemberService/CancelCampaign',
+            retail_dot_member_dot_v1_dot_member__pb2.CancelCampaignRequest.SerializeToString,
+            retail_dot_member_dot_v1_dot_member__pb2.CancelCampaignResponse.FromString,
             options,
             channel_credentials,
             insecure,

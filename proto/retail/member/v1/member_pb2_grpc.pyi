@@ -57,6 +57,104 @@ class MemberServiceStub:
     """Releases a locked coupon back to the member."""
     ListSegmentMembers: _grpc.UnaryUnaryMultiCallable[_member_pb2.ListSegmentMembersRequest, _member_pb2.ListSegmentMembersResponse]
     """Counts and pages members of a segment."""
+    RequestIdentityVerification: _grpc.UnaryUnaryMultiCallable[_member_pb2.RequestIdentityVerificationRequest, _member_pb2.RequestIdentityVerificationResponse]
+    """Identity and profile.
+    Sends (through the SMS / WeChat partner) a one-time code proving the caller owns an identity.
+    """
+    BindIdentity: _grpc.UnaryUnaryMultiCallable[_member_pb2.BindIdentityRequest, _member_pb2.BindIdentityResponse]
+    """Binds a further identity to a member; IDENTITY_BOUND_ELSEWHERE names the other owner."""
+    UpdateMemberProfile: _grpc.UnaryUnaryMultiCallable[_member_pb2.UpdateMemberProfileRequest, _member_pb2.UpdateMemberProfileResponse]
+    """Updates display name, birthday and consent flags; audited."""
+    ListMemberAudit: _grpc.UnaryUnaryMultiCallable[_member_pb2.ListMemberAuditRequest, _member_pb2.ListMemberAuditResponse]
+    """Lists a member's audit trail (bindings, merges, tags, associate changes), newest first."""
+    AssignAssociate: _grpc.UnaryUnaryMultiCallable[_member_pb2.AssignAssociateRequest, _member_pb2.AssignAssociateResponse]
+    """Associates' members (导购).
+    Makes an associate the member's exclusive guide in a store; audited.
+    """
+    ListMembers: _grpc.UnaryUnaryMultiCallable[_member_pb2.ListMembersRequest, _member_pb2.ListMembersResponse]
+    """Lists members by exclusive guide or home/served store, optionally matching a name or phone."""
+    UpsertTagDefinition: _grpc.UnaryUnaryMultiCallable[_member_pb2.UpsertTagDefinitionRequest, _member_pb2.UpsertTagDefinitionResponse]
+    """Tags.
+    Creates or updates a tag in the brand's tag catalogue.
+    """
+    ListTagDefinitions: _grpc.UnaryUnaryMultiCallable[_member_pb2.ListTagDefinitionsRequest, _member_pb2.ListTagDefinitionsResponse]
+    """Lists the tag catalogue."""
+    TagMember: _grpc.UnaryUnaryMultiCallable[_member_pb2.TagMemberRequest, _member_pb2.TagMemberResponse]
+    """Tags a member; idempotent; records who, where and when."""
+    UntagMember: _grpc.UnaryUnaryMultiCallable[_member_pb2.UntagMemberRequest, _member_pb2.UntagMemberResponse]
+    """Removes a tag from a member; audited."""
+    SetTierPolicy: _grpc.UnaryUnaryMultiCallable[_member_pb2.SetTierPolicyRequest, _member_pb2.SetTierPolicyResponse]
+    """Tiers.
+    Replaces the tier policy (thresholds on rolling 12-month spend, benefits).
+    """
+    GetTierPolicy: _grpc.UnaryUnaryMultiCallable[_member_pb2.GetTierPolicyRequest, _member_pb2.GetTierPolicyResponse]
+    """Returns the tier policy."""
+    ListTierChanges: _grpc.UnaryUnaryMultiCallable[_member_pb2.ListTierChangesRequest, _member_pb2.ListTierChangesResponse]
+    """A member's tier changes, newest first."""
+    ReviewTiers: _grpc.UnaryUnaryMultiCallable[_member_pb2.ReviewTiersRequest, _member_pb2.ReviewTiersResponse]
+    """Reviews tiers whose anniversary has passed (downgrade one step at most); idempotent."""
+    GetPointsSummary: _grpc.UnaryUnaryMultiCallable[_member_pb2.GetPointsSummaryRequest, _member_pb2.GetPointsSummaryResponse]
+    """Points ledger (each change idempotent by kind and reference).
+    A member's points: available, pending, expiring soon.
+    """
+    QuotePointsRedemption: _grpc.UnaryUnaryMultiCallable[_member_pb2.QuotePointsRedemptionRequest, _member_pb2.QuotePointsRedemptionResponse]
+    """How many points an order may redeem and what they are worth (no side effects)."""
+    RevertPointsRedemption: _grpc.UnaryUnaryMultiCallable[_member_pb2.RevertPointsRedemptionRequest, _member_pb2.RevertPointsRedemptionResponse]
+    """Gives back an order's redemption to the same lots (cancelled order)."""
+    ClawBackPoints: _grpc.UnaryUnaryMultiCallable[_member_pb2.ClawBackPointsRequest, _member_pb2.ClawBackPointsResponse]
+    """Claws back points earned by an order, proportionally to a refund."""
+    AdjustPoints: _grpc.UnaryUnaryMultiCallable[_member_pb2.AdjustPointsRequest, _member_pb2.AdjustPointsResponse]
+    """Admin: adds or removes points with a reason."""
+    ExpirePoints: _grpc.UnaryUnaryMultiCallable[_member_pb2.ExpirePointsRequest, _member_pb2.ExpirePointsResponse]
+    """Expires lots whose expiry has passed; idempotent and resumable."""
+    RecordOrderCompleted: _grpc.UnaryUnaryMultiCallable[_member_pb2.RecordOrderCompletedRequest, _member_pb2.RecordOrderCompletedResponse]
+    """Order effects (called by order-svc; each idempotent by order id).
+    A completed order: pending points, tier spend, last purchase, first-order referral rewards.
+    """
+    RecordOrderReturned: _grpc.UnaryUnaryMultiCallable[_member_pb2.RecordOrderReturnedRequest, _member_pb2.RecordOrderReturnedResponse]
+    """A return: spend reduced, points clawed back."""
+    CreateCouponTemplate: _grpc.UnaryUnaryMultiCallable[_member_pb2.CreateCouponTemplateRequest, _member_pb2.CreateCouponTemplateResponse]
+    """Coupons.
+    Admin: creates a coupon template.
+    """
+    SetCouponTemplateStatus: _grpc.UnaryUnaryMultiCallable[_member_pb2.SetCouponTemplateStatusRequest, _member_pb2.SetCouponTemplateStatusResponse]
+    """Admin: pauses or resumes a template (issued coupons stay usable)."""
+    BatchGetCouponTemplates: _grpc.UnaryUnaryMultiCallable[_member_pb2.BatchGetCouponTemplatesRequest, _member_pb2.BatchGetCouponTemplatesResponse]
+    """Returns coupon templates by id."""
+    ListCouponTemplates: _grpc.UnaryUnaryMultiCallable[_member_pb2.ListCouponTemplatesRequest, _member_pb2.ListCouponTemplatesResponse]
+    """Lists coupon templates, newest first."""
+    IssueCoupon: _grpc.UnaryUnaryMultiCallable[_member_pb2.IssueCouponRequest, _member_pb2.IssueCouponResponse]
+    """Issues a coupon of a template to a member; idempotent by reference."""
+    ClaimCoupon: _grpc.UnaryUnaryMultiCallable[_member_pb2.ClaimCouponRequest, _member_pb2.ClaimCouponResponse]
+    """A member claims a coupon by template id or public claim code (optionally in a store's trade area)."""
+    BatchGetCoupons: _grpc.UnaryUnaryMultiCallable[_member_pb2.BatchGetCouponsRequest, _member_pb2.BatchGetCouponsResponse]
+    """Returns coupons by id."""
+    ListMemberCoupons: _grpc.UnaryUnaryMultiCallable[_member_pb2.ListMemberCouponsRequest, _member_pb2.ListMemberCouponsResponse]
+    """A member's coupons, optionally by status."""
+    EvaluateCoupons: _grpc.UnaryUnaryMultiCallable[_member_pb2.EvaluateCouponsRequest, _member_pb2.EvaluateCouponsResponse]
+    """The member's usable coupons for priced lines, with the discount each gives per line."""
+    ReleaseExpiredCouponLocks: _grpc.UnaryUnaryMultiCallable[_member_pb2.ReleaseExpiredCouponLocksRequest, _member_pb2.ReleaseExpiredCouponLocksResponse]
+    """Releases coupon locks whose expiry has passed; idempotent."""
+    JoinWithInviteCode: _grpc.UnaryUnaryMultiCallable[_member_pb2.JoinWithInviteCodeRequest, _member_pb2.JoinWithInviteCodeResponse]
+    """Referrals (以老带新).
+    A new member joins with an invite code (no self-referral, one referrer, no cycles).
+    """
+    ListReferrals: _grpc.UnaryUnaryMultiCallable[_member_pb2.ListReferralsRequest, _member_pb2.ListReferralsResponse]
+    """The members a member referred, with their reward state."""
+    CountSegment: _grpc.UnaryUnaryMultiCallable[_member_pb2.CountSegmentRequest, _member_pb2.CountSegmentResponse]
+    """Segments and campaigns.
+    Counts the members matching a segment rule.
+    """
+    LaunchCampaign: _grpc.UnaryUnaryMultiCallable[_member_pb2.LaunchCampaignRequest, _member_pb2.LaunchCampaignResponse]
+    """Issues a coupon template to every member of a segment; resumable, once per member."""
+    GetCampaign: _grpc.UnaryUnaryMultiCallable[_member_pb2.GetCampaignRequest, _member_pb2.GetCampaignResponse]
+    """Returns a campaign with its progress."""
+    BatchGetCampaigns: _grpc.UnaryUnaryMultiCallable[_member_pb2.BatchGetCampaignsRequest, _member_pb2.BatchGetCampaignsResponse]
+    """Returns campaigns by id."""
+    ListCampaigns: _grpc.UnaryUnaryMultiCallable[_member_pb2.ListCampaignsRequest, _member_pb2.ListCampaignsResponse]
+    """Lists campaigns, newest first."""
+    CancelCampaign: _grpc.UnaryUnaryMultiCallable[_member_pb2.CancelCampaignRequest, _member_pb2.CancelCampaignResponse]
+    """Cancels a running campaign; coupons already issued stay."""
 
 @_typing.type_check_only
 class MemberServiceAsyncStub(MemberServiceStub):
@@ -87,6 +185,104 @@ class MemberServiceAsyncStub(MemberServiceStub):
     """Releases a locked coupon back to the member."""
     ListSegmentMembers: _aio.UnaryUnaryMultiCallable[_member_pb2.ListSegmentMembersRequest, _member_pb2.ListSegmentMembersResponse]  # type: ignore[assignment]
     """Counts and pages members of a segment."""
+    RequestIdentityVerification: _aio.UnaryUnaryMultiCallable[_member_pb2.RequestIdentityVerificationRequest, _member_pb2.RequestIdentityVerificationResponse]  # type: ignore[assignment]
+    """Identity and profile.
+    Sends (through the SMS / WeChat partner) a one-time code proving the caller owns an identity.
+    """
+    BindIdentity: _aio.UnaryUnaryMultiCallable[_member_pb2.BindIdentityRequest, _member_pb2.BindIdentityResponse]  # type: ignore[assignment]
+    """Binds a further identity to a member; IDENTITY_BOUND_ELSEWHERE names the other owner."""
+    UpdateMemberProfile: _aio.UnaryUnaryMultiCallable[_member_pb2.UpdateMemberProfileRequest, _member_pb2.UpdateMemberProfileResponse]  # type: ignore[assignment]
+    """Updates display name, birthday and consent flags; audited."""
+    ListMemberAudit: _aio.UnaryUnaryMultiCallable[_member_pb2.ListMemberAuditRequest, _member_pb2.ListMemberAuditResponse]  # type: ignore[assignment]
+    """Lists a member's audit trail (bindings, merges, tags, associate changes), newest first."""
+    AssignAssociate: _aio.UnaryUnaryMultiCallable[_member_pb2.AssignAssociateRequest, _member_pb2.AssignAssociateResponse]  # type: ignore[assignment]
+    """Associates' members (导购).
+    Makes an associate the member's exclusive guide in a store; audited.
+    """
+    ListMembers: _aio.UnaryUnaryMultiCallable[_member_pb2.ListMembersRequest, _member_pb2.ListMembersResponse]  # type: ignore[assignment]
+    """Lists members by exclusive guide or home/served store, optionally matching a name or phone."""
+    UpsertTagDefinition: _aio.UnaryUnaryMultiCallable[_member_pb2.UpsertTagDefinitionRequest, _member_pb2.UpsertTagDefinitionResponse]  # type: ignore[assignment]
+    """Tags.
+    Creates or updates a tag in the brand's tag catalogue.
+    """
+    ListTagDefinitions: _aio.UnaryUnaryMultiCallable[_member_pb2.ListTagDefinitionsRequest, _member_pb2.ListTagDefinitionsResponse]  # type: ignore[assignment]
+    """Lists the tag catalogue."""
+    TagMember: _aio.UnaryUnaryMultiCallable[_member_pb2.TagMemberRequest, _member_pb2.TagMemberResponse]  # type: ignore[assignment]
+    """Tags a member; idempotent; records who, where and when."""
+    UntagMember: _aio.UnaryUnaryMultiCallable[_member_pb2.UntagMemberRequest, _member_pb2.UntagMemberResponse]  # type: ignore[assignment]
+    """Removes a tag from a member; audited."""
+    SetTierPolicy: _aio.UnaryUnaryMultiCallable[_member_pb2.SetTierPolicyRequest, _member_pb2.SetTierPolicyResponse]  # type: ignore[assignment]
+    """Tiers.
+    Replaces the tier policy (thresholds on rolling 12-month spend, benefits).
+    """
+    GetTierPolicy: _aio.UnaryUnaryMultiCallable[_member_pb2.GetTierPolicyRequest, _member_pb2.GetTierPolicyResponse]  # type: ignore[assignment]
+    """Returns the tier policy."""
+    ListTierChanges: _aio.UnaryUnaryMultiCallable[_member_pb2.ListTierChangesRequest, _member_pb2.ListTierChangesResponse]  # type: ignore[assignment]
+    """A member's tier changes, newest first."""
+    ReviewTiers: _aio.UnaryUnaryMultiCallable[_member_pb2.ReviewTiersRequest, _member_pb2.ReviewTiersResponse]  # type: ignore[assignment]
+    """Reviews tiers whose anniversary has passed (downgrade one step at most); idempotent."""
+    GetPointsSummary: _aio.UnaryUnaryMultiCallable[_member_pb2.GetPointsSummaryRequest, _member_pb2.GetPointsSummaryResponse]  # type: ignore[assignment]
+    """Points ledger (each change idempotent by kind and reference).
+    A member's points: available, pending, expiring soon.
+    """
+    QuotePointsRedemption: _aio.UnaryUnaryMultiCallable[_member_pb2.QuotePointsRedemptionRequest, _member_pb2.QuotePointsRedemptionResponse]  # type: ignore[assignment]
+    """How many points an order may redeem and what they are worth (no side effects)."""
+    RevertPointsRedemption: _aio.UnaryUnaryMultiCallable[_member_pb2.RevertPointsRedemptionRequest, _member_pb2.RevertPointsRedemptionResponse]  # type: ignore[assignment]
+    """Gives back an order's redemption to the same lots (cancelled order)."""
+    ClawBackPoints: _aio.UnaryUnaryMultiCallable[_member_pb2.ClawBackPointsRequest, _member_pb2.ClawBackPointsResponse]  # type: ignore[assignment]
+    """Claws back points earned by an order, proportionally to a refund."""
+    AdjustPoints: _aio.UnaryUnaryMultiCallable[_member_pb2.AdjustPointsRequest, _member_pb2.AdjustPointsResponse]  # type: ignore[assignment]
+    """Admin: adds or removes points with a reason."""
+    ExpirePoints: _aio.UnaryUnaryMultiCallable[_member_pb2.ExpirePointsRequest, _member_pb2.ExpirePointsResponse]  # type: ignore[assignment]
+    """Expires lots whose expiry has passed; idempotent and resumable."""
+    RecordOrderCompleted: _aio.UnaryUnaryMultiCallable[_member_pb2.RecordOrderCompletedRequest, _member_pb2.RecordOrderCompletedResponse]  # type: ignore[assignment]
+    """Order effects (called by order-svc; each idempotent by order id).
+    A completed order: pending points, tier spend, last purchase, first-order referral rewards.
+    """
+    RecordOrderReturned: _aio.UnaryUnaryMultiCallable[_member_pb2.RecordOrderReturnedRequest, _member_pb2.RecordOrderReturnedResponse]  # type: ignore[assignment]
+    """A return: spend reduced, points clawed back."""
+    CreateCouponTemplate: _aio.UnaryUnaryMultiCallable[_member_pb2.CreateCouponTemplateRequest, _member_pb2.CreateCouponTemplateResponse]  # type: ignore[assignment]
+    """Coupons.
+    Admin: creates a coupon template.
+    """
+    SetCouponTemplateStatus: _aio.UnaryUnaryMultiCallable[_member_pb2.SetCouponTemplateStatusRequest, _member_pb2.SetCouponTemplateStatusResponse]  # type: ignore[assignment]
+    """Admin: pauses or resumes a template (issued coupons stay usable)."""
+    BatchGetCouponTemplates: _aio.UnaryUnaryMultiCallable[_member_pb2.BatchGetCouponTemplatesRequest, _member_pb2.BatchGetCouponTemplatesResponse]  # type: ignore[assignment]
+    """Returns coupon templates by id."""
+    ListCouponTemplates: _aio.UnaryUnaryMultiCallable[_member_pb2.ListCouponTemplatesRequest, _member_pb2.ListCouponTemplatesResponse]  # type: ignore[assignment]
+    """Lists coupon templates, newest first."""
+    IssueCoupon: _aio.UnaryUnaryMultiCallable[_member_pb2.IssueCouponRequest, _member_pb2.IssueCouponResponse]  # type: ignore[assignment]
+    """Issues a coupon of a template to a member; idempotent by reference."""
+    ClaimCoupon: _aio.UnaryUnaryMultiCallable[_member_pb2.ClaimCouponRequest, _member_pb2.ClaimCouponResponse]  # type: ignore[assignment]
+    """A member claims a coupon by template id or public claim code (optionally in a store's trade area)."""
+    BatchGetCoupons: _aio.UnaryUnaryMultiCallable[_member_pb2.BatchGetCouponsRequest, _member_pb2.BatchGetCouponsResponse]  # type: ignore[assignment]
+    """Returns coupons by id."""
+    ListMemberCoupons: _aio.UnaryUnaryMultiCallable[_member_pb2.ListMemberCouponsRequest, _member_pb2.ListMemberCouponsResponse]  # type: ignore[assignment]
+    """A member's coupons, optionally by status."""
+    EvaluateCoupons: _aio.UnaryUnaryMultiCallable[_member_pb2.EvaluateCouponsRequest, _member_pb2.EvaluateCouponsResponse]  # type: ignore[assignment]
+    """The member's usable coupons for priced lines, with the discount each gives per line."""
+    ReleaseExpiredCouponLocks: _aio.UnaryUnaryMultiCallable[_member_pb2.ReleaseExpiredCouponLocksRequest, _member_pb2.ReleaseExpiredCouponLocksResponse]  # type: ignore[assignment]
+    """Releases coupon locks whose expiry has passed; idempotent."""
+    JoinWithInviteCode: _aio.UnaryUnaryMultiCallable[_member_pb2.JoinWithInviteCodeRequest, _member_pb2.JoinWithInviteCodeResponse]  # type: ignore[assignment]
+    """Referrals (以老带新).
+    A new member joins with an invite code (no self-referral, one referrer, no cycles).
+    """
+    ListReferrals: _aio.UnaryUnaryMultiCallable[_member_pb2.ListReferralsRequest, _member_pb2.ListReferralsResponse]  # type: ignore[assignment]
+    """The members a member referred, with their reward state."""
+    CountSegment: _aio.UnaryUnaryMultiCallable[_member_pb2.CountSegmentRequest, _member_pb2.CountSegmentResponse]  # type: ignore[assignment]
+    """Segments and campaigns.
+    Counts the members matching a segment rule.
+    """
+    LaunchCampaign: _aio.UnaryUnaryMultiCallable[_member_pb2.LaunchCampaignRequest, _member_pb2.LaunchCampaignResponse]  # type: ignore[assignment]
+    """Issues a coupon template to every member of a segment; resumable, once per member."""
+    GetCampaign: _aio.UnaryUnaryMultiCallable[_member_pb2.GetCampaignRequest, _member_pb2.GetCampaignResponse]  # type: ignore[assignment]
+    """Returns a campaign with its progress."""
+    BatchGetCampaigns: _aio.UnaryUnaryMultiCallable[_member_pb2.BatchGetCampaignsRequest, _member_pb2.BatchGetCampaignsResponse]  # type: ignore[assignment]
+    """Returns campaigns by id."""
+    ListCampaigns: _aio.UnaryUnaryMultiCallable[_member_pb2.ListCampaignsRequest, _member_pb2.ListCampaignsResponse]  # type: ignore[assignment]
+    """Lists campaigns, newest first."""
+    CancelCampaign: _aio.UnaryUnaryMultiCallable[_member_pb2.CancelCampaignRequest, _member_pb2.CancelCampaignResponse]  # type: ignore[assignment]
+    """Cancels a running campaign; coupons already issued stay."""
 
 class MemberServiceServicer(metaclass=_abc_1.ABCMeta):
     """One member across channels: identities, tiers, points ledger, coupons, referrals, segments."""
@@ -186,5 +382,343 @@ class MemberServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_member_pb2.ListSegmentMembersResponse, _abc.Awaitable[_member_pb2.ListSegmentMembersResponse]]:
         """Counts and pages members of a segment."""
+
+    @_abc_1.abstractmethod
+    def RequestIdentityVerification(
+        self,
+        request: _member_pb2.RequestIdentityVerificationRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_member_pb2.RequestIdentityVerificationResponse, _abc.Awaitable[_member_pb2.RequestIdentityVerificationResponse]]:
+        """Identity and profile.
+        Sends (through the SMS / WeChat partner) a one-time code proving the caller owns an identity.
+        """
+
+    @_abc_1.abstractmethod
+    def BindIdentity(
+        self,
+        request: _member_pb2.BindIdentityRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_member_pb2.BindIdentityResponse, _abc.Awaitable[_member_pb2.BindIdentityResponse]]:
+        """Binds a further identity to a member; IDENTITY_BOUND_ELSEWHERE names the other owner."""
+
+    @_abc_1.abstractmethod
+    def UpdateMemberProfile(
+        self,
+        request: _member_pb2.UpdateMemberProfileRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_member_pb2.UpdateMemberProfileResponse, _abc.Awaitable[_member_pb2.UpdateMemberProfileResponse]]:
+        """Updates display name, birthday and consent flags; audited."""
+
+    @_abc_1.abstractmethod
+    def ListMemberAudit(
+        self,
+        request: _member_pb2.ListMemberAuditRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_member_pb2.ListMemberAuditResponse, _abc.Awaitable[_member_pb2.ListMemberAuditResponse]]:
+        """Lists a member's audit trail (bindings, merges, tags, associate changes), newest first."""
+
+    @_abc_1.abstractmethod
+    def AssignAssociate(
+        self,
+        request: _member_pb2.AssignAssociateRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_member_pb2.AssignAssociateResponse, _abc.Awaitable[_member_pb2.AssignAssociateResponse]]:
+        """Associates' members (导购).
+        Makes an associate the member's exclusive guide in a store; audited.
+        """
+
+    @_abc_1.abstractmethod
+    def ListMembers(
+        self,
+        request: _member_pb2.ListMembersRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_member_pb2.ListMembersResponse, _abc.Awaitable[_member_pb2.ListMembersResponse]]:
+        """Lists members by exclusive guide or home/served store, optionally matching a name or phone."""
+
+    @_abc_1.abstractmethod
+    def UpsertTagDefinition(
+        self,
+        request: _member_pb2.UpsertTagDefinitionRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_member_pb2.UpsertTagDefinitionResponse, _abc.Awaitable[_member_pb2.UpsertTagDefinitionResponse]]:
+        """Tags.
+        Creates or updates a tag in the brand's tag catalogue.
+        """
+
+    @_abc_1.abstractmethod
+    def ListTagDefinitions(
+        self,
+        request: _member_pb2.ListTagDefinitionsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_member_pb2.ListTagDefinitionsResponse, _abc.Awaitable[_member_pb2.ListTagDefinitionsResponse]]:
+        """Lists the tag catalogue."""
+
+    @_abc_1.abstractmethod
+    def TagMember(
+        self,
+        request: _member_pb2.TagMemberRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_member_pb2.TagMemberResponse, _abc.Awaitable[_member_pb2.TagMemberResponse]]:
+        """Tags a member; idempotent; records who, where and when."""
+
+    @_abc_1.abstractmethod
+    def UntagMember(
+        self,
+        request: _member_pb2.UntagMemberRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_member_pb2.UntagMemberResponse, _abc.Awaitable[_member_pb2.UntagMemberResponse]]:
+        """Removes a tag from a member; audited."""
+
+    @_abc_1.abstractmethod
+    def SetTierPolicy(
+        self,
+        request: _member_pb2.SetTierPolicyRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_member_pb2.SetTierPolicyResponse, _abc.Awaitable[_member_pb2.SetTierPolicyResponse]]:
+        """Tiers.
+        Replaces the tier policy (thresholds on rolling 12-month spend, benefits).
+        """
+
+    @_abc_1.abstractmethod
+    def GetTierPolicy(
+        self,
+        request: _member_pb2.GetTierPolicyRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_member_pb2.GetTierPolicyResponse, _abc.Awaitable[_member_pb2.GetTierPolicyResponse]]:
+        """Returns the tier policy."""
+
+    @_abc_1.abstractmethod
+    def ListTierChanges(
+        self,
+        request: _member_pb2.ListTierChangesRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_member_pb2.ListTierChangesResponse, _abc.Awaitable[_member_pb2.ListTierChangesResponse]]:
+        """A member's tier changes, newest first."""
+
+    @_abc_1.abstractmethod
+    def ReviewTiers(
+        self,
+        request: _member_pb2.ReviewTiersRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_member_pb2.ReviewTiersResponse, _abc.Awaitable[_member_pb2.ReviewTiersResponse]]:
+        """Reviews tiers whose anniversary has passed (downgrade one step at most); idempotent."""
+
+    @_abc_1.abstractmethod
+    def GetPointsSummary(
+        self,
+        request: _member_pb2.GetPointsSummaryRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_member_pb2.GetPointsSummaryResponse, _abc.Awaitable[_member_pb2.GetPointsSummaryResponse]]:
+        """Points ledger (each change idempotent by kind and reference).
+        A member's points: available, pending, expiring soon.
+        """
+
+    @_abc_1.abstractmethod
+    def QuotePointsRedemption(
+        self,
+        request: _member_pb2.QuotePointsRedemptionRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_member_pb2.QuotePointsRedemptionResponse, _abc.Awaitable[_member_pb2.QuotePointsRedemptionResponse]]:
+        """How many points an order may redeem and what they are worth (no side effects)."""
+
+    @_abc_1.abstractmethod
+    def RevertPointsRedemption(
+        self,
+        request: _member_pb2.RevertPointsRedemptionRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_member_pb2.RevertPointsRedemptionResponse, _abc.Awaitable[_member_pb2.RevertPointsRedemptionResponse]]:
+        """Gives back an order's redemption to the same lots (cancelled order)."""
+
+    @_abc_1.abstractmethod
+    def ClawBackPoints(
+        self,
+        request: _member_pb2.ClawBackPointsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_member_pb2.ClawBackPointsResponse, _abc.Awaitable[_member_pb2.ClawBackPointsResponse]]:
+        """Claws back points earned by an order, proportionally to a refund."""
+
+    @_abc_1.abstractmethod
+    def AdjustPoints(
+        self,
+        request: _member_pb2.AdjustPointsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_member_pb2.AdjustPointsResponse, _abc.Awaitable[_member_pb2.AdjustPointsResponse]]:
+        """Admin: adds or removes points with a reason."""
+
+    @_abc_1.abstractmethod
+    def ExpirePoints(
+        self,
+        request: _member_pb2.ExpirePointsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_member_pb2.ExpirePointsResponse, _abc.Awaitable[_member_pb2.ExpirePointsResponse]]:
+        """Expires lots whose expiry has passed; idempotent and resumable."""
+
+    @_abc_1.abstractmethod
+    def RecordOrderCompleted(
+        self,
+        request: _member_pb2.RecordOrderCompletedRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_member_pb2.RecordOrderCompletedResponse, _abc.Awaitable[_member_pb2.RecordOrderCompletedResponse]]:
+        """Order effects (called by order-svc; each idempotent by order id).
+        A completed order: pending points, tier spend, last purchase, first-order referral rewards.
+        """
+
+    @_abc_1.abstractmethod
+    def RecordOrderReturned(
+        self,
+        request: _member_pb2.RecordOrderReturnedRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_member_pb2.RecordOrderReturnedResponse, _abc.Awaitable[_member_pb2.RecordOrderReturnedResponse]]:
+        """A return: spend reduced, points clawed back."""
+
+    @_abc_1.abstractmethod
+    def CreateCouponTemplate(
+        self,
+        request: _member_pb2.CreateCouponTemplateRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_member_pb2.CreateCouponTemplateResponse, _abc.Awaitable[_member_pb2.CreateCouponTemplateResponse]]:
+        """Coupons.
+        Admin: creates a coupon template.
+        """
+
+    @_abc_1.abstractmethod
+    def SetCouponTemplateStatus(
+        self,
+        request: _member_pb2.SetCouponTemplateStatusRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_member_pb2.SetCouponTemplateStatusResponse, _abc.Awaitable[_member_pb2.SetCouponTemplateStatusResponse]]:
+        """Admin: pauses or resumes a template (issued coupons stay usable)."""
+
+    @_abc_1.abstractmethod
+    def BatchGetCouponTemplates(
+        self,
+        request: _member_pb2.BatchGetCouponTemplatesRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_member_pb2.BatchGetCouponTemplatesResponse, _abc.Awaitable[_member_pb2.BatchGetCouponTemplatesResponse]]:
+        """Returns coupon templates by id."""
+
+    @_abc_1.abstractmethod
+    def ListCouponTemplates(
+        self,
+        request: _member_pb2.ListCouponTemplatesRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_member_pb2.ListCouponTemplatesResponse, _abc.Awaitable[_member_pb2.ListCouponTemplatesResponse]]:
+        """Lists coupon templates, newest first."""
+
+    @_abc_1.abstractmethod
+    def IssueCoupon(
+        self,
+        request: _member_pb2.IssueCouponRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_member_pb2.IssueCouponResponse, _abc.Awaitable[_member_pb2.IssueCouponResponse]]:
+        """Issues a coupon of a template to a member; idempotent by reference."""
+
+    @_abc_1.abstractmethod
+    def ClaimCoupon(
+        self,
+        request: _member_pb2.ClaimCouponRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_member_pb2.ClaimCouponResponse, _abc.Awaitable[_member_pb2.ClaimCouponResponse]]:
+        """A member claims a coupon by template id or public claim code (optionally in a store's trade area)."""
+
+    @_abc_1.abstractmethod
+    def BatchGetCoupons(
+        self,
+        request: _member_pb2.BatchGetCouponsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_member_pb2.BatchGetCouponsResponse, _abc.Awaitable[_member_pb2.BatchGetCouponsResponse]]:
+        """Returns coupons by id."""
+
+    @_abc_1.abstractmethod
+    def ListMemberCoupons(
+        self,
+        request: _member_pb2.ListMemberCouponsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_member_pb2.ListMemberCouponsResponse, _abc.Awaitable[_member_pb2.ListMemberCouponsResponse]]:
+        """A member's coupons, optionally by status."""
+
+    @_abc_1.abstractmethod
+    def EvaluateCoupons(
+        self,
+        request: _member_pb2.EvaluateCouponsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_member_pb2.EvaluateCouponsResponse, _abc.Awaitable[_member_pb2.EvaluateCouponsResponse]]:
+        """The member's usable coupons for priced lines, with the discount each gives per line."""
+
+    @_abc_1.abstractmethod
+    def ReleaseExpiredCouponLocks(
+        self,
+        request: _member_pb2.ReleaseExpiredCouponLocksRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_member_pb2.ReleaseExpiredCouponLocksResponse, _abc.Awaitable[_member_pb2.ReleaseExpiredCouponLocksResponse]]:
+        """Releases coupon locks whose expiry has passed; idempotent."""
+
+    @_abc_1.abstractmethod
+    def JoinWithInviteCode(
+        self,
+        request: _member_pb2.JoinWithInviteCodeRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_member_pb2.JoinWithInviteCodeResponse, _abc.Awaitable[_member_pb2.JoinWithInviteCodeResponse]]:
+        """Referrals (以老带新).
+        A new member joins with an invite code (no self-referral, one referrer, no cycles).
+        """
+
+    @_abc_1.abstractmethod
+    def ListReferrals(
+        self,
+        request: _member_pb2.ListReferralsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_member_pb2.ListReferralsResponse, _abc.Awaitable[_member_pb2.ListReferralsResponse]]:
+        """The members a member referred, with their reward state."""
+
+    @_abc_1.abstractmethod
+    def CountSegment(
+        self,
+        request: _member_pb2.CountSegmentRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_member_pb2.CountSegmentResponse, _abc.Awaitable[_member_pb2.CountSegmentResponse]]:
+        """Segments and campaigns.
+        Counts the members matching a segment rule.
+        """
+
+    @_abc_1.abstractmethod
+    def LaunchCampaign(
+        self,
+        request: _member_pb2.LaunchCampaignRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_member_pb2.LaunchCampaignResponse, _abc.Awaitable[_member_pb2.LaunchCampaignResponse]]:
+        """Issues a coupon template to every member of a segment; resumable, once per member."""
+
+    @_abc_1.abstractmethod
+    def GetCampaign(
+        self,
+        request: _member_pb2.GetCampaignRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_member_pb2.GetCampaignResponse, _abc.Awaitable[_member_pb2.GetCampaignResponse]]:
+        """Returns a campaign with its progress."""
+
+    @_abc_1.abstractmethod
+    def BatchGetCampaigns(
+        self,
+        request: _member_pb2.BatchGetCampaignsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_member_pb2.BatchGetCampaignsResponse, _abc.Awaitable[_member_pb2.BatchGetCampaignsResponse]]:
+        """Returns campaigns by id."""
+
+    @_abc_1.abstractmethod
+    def ListCampaigns(
+        self,
+        request: _member_pb2.ListCampaignsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_member_pb2.ListCampaignsResponse, _abc.Awaitable[_member_pb2.ListCampaignsResponse]]:
+        """Lists campaigns, newest first."""
+
+    @_abc_1.abstractmethod
+    def CancelCampaign(
+        self,
+        request: _member_pb2.CancelCampaignRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_member_pb2.CancelCampaignResponse, _abc.Awaitable[_member_pb2.CancelCampaignResponse]]:
+        """Cancels a running campaign; coupons already issued stay."""
 
 def add_MemberServiceServicer_to_server(servicer: MemberServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...
