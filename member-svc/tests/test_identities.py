@@ -6,6 +6,7 @@ from datetime import UTC, datetime
 
 import pytest
 
+from member_svc.convert import KIND_TO_PROTO, member_to_proto
 from member_svc.demo_data import demo_members
 from member_svc.domain import Identity, IdentityKind, Member, Tier
 from member_svc.identities import IdentityError, identity_key, normalize, normalize_value
@@ -15,7 +16,6 @@ from member_svc.repository import (
     member_from_document,
     member_to_document,
 )
-from member_svc.servicer import KIND_TO_PROTO, member_to_proto
 from retail.member.v1 import member_pb2
 
 PHONE = IdentityKind.PHONE
@@ -97,7 +97,6 @@ def _member(member_id: str, *identities: Identity) -> Member:
         display_name="x",
         identities=identities,
         tier=Tier.BRONZE,
-        points_balance=0,
         home_store_id=None,
         tags=(),
         join_time=datetime(2026, 1, 1, tzinfo=UTC),
@@ -141,6 +140,6 @@ def test_every_identity_kind_has_a_proto_value_of_the_same_name() -> None:
 
 def test_every_demo_member_converts_to_proto() -> None:
     for member in demo_members():
-        message = member_to_proto(member)
+        message = member_to_proto(member, member.join_time)
         assert message.tier == member.tier.value
         assert message.home_store_id == (member.home_store_id or "")

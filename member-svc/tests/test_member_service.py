@@ -10,7 +10,7 @@ import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from member_svc import app
-from member_svc.domain import Identity, IdentityKind, Member, Tier
+from member_svc.domain import Identity, IdentityKind, Member, MemberTag, Tier
 from member_svc.repository import (
     IDENTITIES,
     MEMBERS,
@@ -37,9 +37,11 @@ def make_member(number: int) -> Member:
         display_name=f"会员 {number}",
         identities=tuple(identities),
         tier=Tier.GOLD if number == 1 else Tier.BRONZE,
-        points_balance=100 * number,
         home_store_id="st_001" if number == 1 else None,
-        tags=("coffee_lover", "weekend_shopper") if number == 1 else (),
+        tags=tuple(
+            MemberTag(tag, "as_st_001_02", "st_001", datetime(2024, 5, 2, tzinfo=UTC))
+            for tag in (("coffee_lover", "weekend_shopper") if number == 1 else ())
+        ),
         join_time=datetime(2024, 5, number, 8, 30, tzinfo=UTC),
         referral_code=f"REF{number:05d}",
     )
@@ -49,7 +51,9 @@ MEMBERS_IN_DB = [make_member(n) for n in range(1, 6)]
 
 
 def settings_for(mongo_uri: str) -> MemberSettings:
-    return MemberSettings(mongodb_uri=mongo_uri, database=unique_name("member"))
+    return MemberSettings(
+        mongodb_uri=mongo_uri, database=unique_name("member"), worker_interval_seconds=0
+    )
 
 
 @pytest.fixture(scope="module")
@@ -97,7 +101,6 @@ async def test_get_member_returns_every_field(
         (UNIONID, UNIONID_OF_1),
     ]
     assert member.tier == "gold"
-    assert member.points_balance == 100
     assert member.home_store_id == "st_001"
     assert list(member.tags) == ["coffee_lover", "weekend_shopper"]
     assert member.join_time.ToDatetime(UTC) == datetime(2024, 5, 1, 8, 30, tzinfo=UTC)

@@ -5,10 +5,10 @@ from __future__ import annotations
 from pymongo import AsyncMongoClient
 
 from member_svc import app
+from member_svc.convert import KIND_TO_PROTO
 from member_svc.demo_data import demo_members
 from member_svc.repository import IDENTITIES, MEMBERS
 from member_svc.seed import seed
-from member_svc.servicer import KIND_TO_PROTO
 from member_svc.settings import MemberSettings
 from retail.member.v1 import member_pb2, member_pb2_grpc
 from retail_kit.mongo import Document
@@ -45,7 +45,7 @@ async def test_seed_twice_changes_nothing(mongo_uri: str) -> None:
 async def test_every_seeded_identity_finds_its_member(mongo_uri: str) -> None:
     database = unique_name("member_seed")
     await seed(mongo_uri, database)
-    settings = MemberSettings(mongodb_uri=mongo_uri, database=database)
+    settings = MemberSettings(mongodb_uri=mongo_uri, database=database, worker_interval_seconds=0)
     async with (
         running_service(app.NAME, settings, app.SERVICE_NAMES, app.register, app.on_ready) as host,
         channel_to(host) as channel,

@@ -13,7 +13,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import NamedTuple
 
-from member_svc.domain import Identity, IdentityKind, Member, Tier
+from member_svc.domain import Identity, IdentityKind, Member, MemberTag, Tier
 
 SEED = 8613
 REFERRAL_ALPHABET = string.ascii_uppercase + string.digits
@@ -79,6 +79,11 @@ def _referral_code(rng: random.Random) -> str:
     return "".join(rng.choices(REFERRAL_ALPHABET, k=8))
 
 
+def opening_points() -> dict[str, int]:
+    """Each demo member's points before the ledger existed, loaded as opening entries."""
+    return {f"m_{number:04d}": row.points_balance for number, row in enumerate(_MEMBERS, 1)}
+
+
 def demo_members() -> tuple[Member, ...]:
     """The demo members; the same on every call."""
     rng = random.Random(SEED)
@@ -94,9 +99,10 @@ def demo_members() -> tuple[Member, ...]:
                 display_name=row.display_name,
                 identities=tuple(identities),
                 tier=row.tier,
-                points_balance=row.points_balance,
                 home_store_id=row.home_store_id,
-                tags=row.tags,
+                tags=tuple(
+                    MemberTag(tag, "seed", row.home_store_id, row.join_time) for tag in row.tags
+                ),
                 join_time=row.join_time,
                 referral_code=_unique(rng, _referral_code, seen),
             )

@@ -13,6 +13,11 @@ DEFAULT_PORT = 50054
 class MemberSettings(ServiceSettings):
     port: int = DEFAULT_PORT
     database: str = "member"
+    # Background jobs (points expiry, tier review, coupon lock release, campaigns) run every
+    # this many seconds on every replica; 0 turns them off (tests drive them by hand).
+    worker_interval_seconds: float = 5.0
+    # Development only: RequestIdentityVerification returns the code it would have sent.
+    expose_verification_codes: bool = False
 
 
 def load() -> MemberSettings:
