@@ -668,6 +668,7 @@ class PriceQuote(_message.Message):
     RULE_FIELD_NUMBER: _builtins.int
     PRODUCT_ID_FIELD_NUMBER: _builtins.int
     PRODUCT_STATUS_FIELD_NUMBER: _builtins.int
+    CATEGORY_IDS_FIELD_NUMBER: _builtins.int
     sku_id: _builtins.str
     rule: _builtins.str
     """Which rule produced unit_price, e.g. "base", "channel:mini_program", "tier:gold",
@@ -680,6 +681,10 @@ class PriceQuote(_message.Message):
     def unit_price(self) -> _common_pb2.Money: ...
     @_builtins.property
     def base_price(self) -> _common_pb2.Money: ...
+    @_builtins.property
+    def category_ids(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """The product's category and its ancestors, nearest first (coupon scopes cover subtrees)."""
+
     def __init__(
         self,
         *,
@@ -689,10 +694,11 @@ class PriceQuote(_message.Message):
         rule: _builtins.str = ...,
         product_id: _builtins.str = ...,
         product_status: Global___ProductStatus.ValueType = ...,
+        category_ids: _abc.Iterable[_builtins.str] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["base_price", b"base_price", "unit_price", b"unit_price"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["base_price", b"base_price", "product_id", b"product_id", "product_status", b"product_status", "rule", b"rule", "sku_id", b"sku_id", "unit_price", b"unit_price"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["base_price", b"base_price", "category_ids", b"category_ids", "product_id", b"product_id", "product_status", b"product_status", "rule", b"rule", "sku_id", b"sku_id", "unit_price", b"unit_price"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -19,6 +19,11 @@ if sys.version_info >= (3, 11):
 else:
     from typing_extensions import TypeAlias as _TypeAlias, Never as _Never
 
+if sys.version_info >= (3, 13):
+    from warnings import deprecated as _deprecated
+else:
+    from typing_extensions import deprecated as _deprecated
+
 DESCRIPTOR: _descriptor.FileDescriptor
 
 class _FulfillmentType:
@@ -56,6 +61,10 @@ class _OrderStatusEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_OrderStat
     ORDER_STATUS_SHIPPED: _OrderStatus.ValueType  # 7
     ORDER_STATUS_DELIVERED: _OrderStatus.ValueType  # 8
     ORDER_STATUS_COMPLETED: _OrderStatus.ValueType  # 9
+    ORDER_STATUS_AWAITING_PAYMENT: _OrderStatus.ValueType  # 10
+    """Placed and holding stock; the customer pays online before the payment deadline."""
+    ORDER_STATUS_FAILED: _OrderStatus.ValueType  # 11
+    """Placing failed (out of stock, coupon refused, ...); every step was compensated."""
 
 class OrderStatus(_OrderStatus, metaclass=_OrderStatusEnumTypeWrapper): ...
 
@@ -69,6 +78,10 @@ ORDER_STATUS_EXPIRED: OrderStatus.ValueType  # 6
 ORDER_STATUS_SHIPPED: OrderStatus.ValueType  # 7
 ORDER_STATUS_DELIVERED: OrderStatus.ValueType  # 8
 ORDER_STATUS_COMPLETED: OrderStatus.ValueType  # 9
+ORDER_STATUS_AWAITING_PAYMENT: OrderStatus.ValueType  # 10
+"""Placed and holding stock; the customer pays online before the payment deadline."""
+ORDER_STATUS_FAILED: OrderStatus.ValueType  # 11
+"""Placing failed (out of stock, coupon refused, ...); every step was compensated."""
 Global___OrderStatus: _TypeAlias = OrderStatus  # noqa: Y015
 
 class _PaymentStatus:
@@ -92,6 +105,29 @@ PAYMENT_STATUS_PAY_AT_PICKUP: PaymentStatus.ValueType  # 3
 PAYMENT_STATUS_REFUNDED: PaymentStatus.ValueType  # 4
 Global___PaymentStatus: _TypeAlias = PaymentStatus  # noqa: Y015
 
+class _FulfilmentStatus:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _FulfilmentStatusEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_FulfilmentStatus.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    FULFILMENT_STATUS_UNSPECIFIED: _FulfilmentStatus.ValueType  # 0
+    FULFILMENT_STATUS_RESERVED: _FulfilmentStatus.ValueType  # 1
+    """Stock reserved in the store."""
+    FULFILMENT_STATUS_SHIPPED: _FulfilmentStatus.ValueType  # 2
+    FULFILMENT_STATUS_DELIVERED: _FulfilmentStatus.ValueType  # 3
+    FULFILMENT_STATUS_RELEASED: _FulfilmentStatus.ValueType  # 4
+
+class FulfilmentStatus(_FulfilmentStatus, metaclass=_FulfilmentStatusEnumTypeWrapper): ...
+
+FULFILMENT_STATUS_UNSPECIFIED: FulfilmentStatus.ValueType  # 0
+FULFILMENT_STATUS_RESERVED: FulfilmentStatus.ValueType  # 1
+"""Stock reserved in the store."""
+FULFILMENT_STATUS_SHIPPED: FulfilmentStatus.ValueType  # 2
+FULFILMENT_STATUS_DELIVERED: FulfilmentStatus.ValueType  # 3
+FULFILMENT_STATUS_RELEASED: FulfilmentStatus.ValueType  # 4
+Global___FulfilmentStatus: _TypeAlias = FulfilmentStatus  # noqa: Y015
+
 @_typing.final
 class OrderLine(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
@@ -100,12 +136,40 @@ class OrderLine(_message.Message):
     QUANTITY_FIELD_NUMBER: _builtins.int
     UNIT_PRICE_FIELD_NUMBER: _builtins.int
     LINE_TOTAL_FIELD_NUMBER: _builtins.int
+    PRODUCT_ID_FIELD_NUMBER: _builtins.int
+    PRICE_RULE_FIELD_NUMBER: _builtins.int
+    COUPON_DISCOUNT_FIELD_NUMBER: _builtins.int
+    POINTS_DISCOUNT_FIELD_NUMBER: _builtins.int
+    PAID_AMOUNT_FIELD_NUMBER: _builtins.int
+    RETURNED_QUANTITY_FIELD_NUMBER: _builtins.int
+    REFUNDED_AMOUNT_FIELD_NUMBER: _builtins.int
+    FULFILMENT_ID_FIELD_NUMBER: _builtins.int
     sku_id: _builtins.str
     quantity: _builtins.int
+    product_id: _builtins.str
+    price_rule: _builtins.str
+    """The price rule that produced unit_price (catalog QuotePrices)."""
+    returned_quantity: _builtins.int
+    fulfilment_id: _builtins.str
+    """The fulfilment (store) shipping this line, for split deliveries."""
     @_builtins.property
     def unit_price(self) -> _common_pb2.Money: ...
     @_builtins.property
-    def line_total(self) -> _common_pb2.Money: ...
+    def line_total(self) -> _common_pb2.Money:
+        """unit_price x quantity."""
+
+    @_builtins.property
+    def coupon_discount(self) -> _common_pb2.Money:
+        """The coupon and points discounts allocated to this line."""
+
+    @_builtins.property
+    def points_discount(self) -> _common_pb2.Money: ...
+    @_builtins.property
+    def paid_amount(self) -> _common_pb2.Money:
+        """line_total - coupon_discount - points_discount: what a full return of the line refunds."""
+
+    @_builtins.property
+    def refunded_amount(self) -> _common_pb2.Money: ...
     def __init__(
         self,
         *,
@@ -113,14 +177,297 @@ class OrderLine(_message.Message):
         quantity: _builtins.int = ...,
         unit_price: _common_pb2.Money | None = ...,
         line_total: _common_pb2.Money | None = ...,
+        product_id: _builtins.str = ...,
+        price_rule: _builtins.str = ...,
+        coupon_discount: _common_pb2.Money | None = ...,
+        points_discount: _common_pb2.Money | None = ...,
+        paid_amount: _common_pb2.Money | None = ...,
+        returned_quantity: _builtins.int = ...,
+        refunded_amount: _common_pb2.Money | None = ...,
+        fulfilment_id: _builtins.str = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["line_total", b"line_total", "unit_price", b"unit_price"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["coupon_discount", b"coupon_discount", "line_total", b"line_total", "paid_amount", b"paid_amount", "points_discount", b"points_discount", "refunded_amount", b"refunded_amount", "unit_price", b"unit_price"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["line_total", b"line_total", "quantity", b"quantity", "sku_id", b"sku_id", "unit_price", b"unit_price"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["coupon_discount", b"coupon_discount", "fulfilment_id", b"fulfilment_id", "line_total", b"line_total", "paid_amount", b"paid_amount", "points_discount", b"points_discount", "price_rule", b"price_rule", "product_id", b"product_id", "quantity", b"quantity", "refunded_amount", b"refunded_amount", "returned_quantity", b"returned_quantity", "sku_id", b"sku_id", "unit_price", b"unit_price"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___OrderLine: _TypeAlias = OrderLine  # noqa: Y015
+
+@_typing.final
+class DeliveryAddress(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    RECIPIENT_FIELD_NUMBER: _builtins.int
+    PHONE_FIELD_NUMBER: _builtins.int
+    LINE1_FIELD_NUMBER: _builtins.int
+    DISTRICT_FIELD_NUMBER: _builtins.int
+    CITY_FIELD_NUMBER: _builtins.int
+    PROVINCE_FIELD_NUMBER: _builtins.int
+    POSTAL_CODE_FIELD_NUMBER: _builtins.int
+    LOCATION_FIELD_NUMBER: _builtins.int
+    recipient: _builtins.str
+    phone: _builtins.str
+    line1: _builtins.str
+    district: _builtins.str
+    city: _builtins.str
+    province: _builtins.str
+    postal_code: _builtins.str
+    @_builtins.property
+    def location(self) -> _common_pb2.GeoPoint: ...
+    def __init__(
+        self,
+        *,
+        recipient: _builtins.str = ...,
+        phone: _builtins.str = ...,
+        line1: _builtins.str = ...,
+        district: _builtins.str = ...,
+        city: _builtins.str = ...,
+        province: _builtins.str = ...,
+        postal_code: _builtins.str = ...,
+        location: _common_pb2.GeoPoint | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["location", b"location"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["city", b"city", "district", b"district", "line1", b"line1", "location", b"location", "phone", b"phone", "postal_code", b"postal_code", "province", b"province", "recipient", b"recipient"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___DeliveryAddress: _TypeAlias = DeliveryAddress  # noqa: Y015
+
+@_typing.final
+class Fulfilment(_message.Message):
+    """One store's part of an order: its own stock reservation (delivery orders may have several)."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ID_FIELD_NUMBER: _builtins.int
+    STORE_ID_FIELD_NUMBER: _builtins.int
+    RESERVATION_ID_FIELD_NUMBER: _builtins.int
+    STATUS_FIELD_NUMBER: _builtins.int
+    CARRIER_FIELD_NUMBER: _builtins.int
+    TRACKING_NUMBER_FIELD_NUMBER: _builtins.int
+    id: _builtins.str
+    store_id: _builtins.str
+    reservation_id: _builtins.str
+    """The reservation key in store-svc."""
+    status: Global___FulfilmentStatus.ValueType
+    carrier: _builtins.str
+    tracking_number: _builtins.str
+    def __init__(
+        self,
+        *,
+        id: _builtins.str = ...,
+        store_id: _builtins.str = ...,
+        reservation_id: _builtins.str = ...,
+        status: Global___FulfilmentStatus.ValueType = ...,
+        carrier: _builtins.str = ...,
+        tracking_number: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["carrier", b"carrier", "id", b"id", "reservation_id", b"reservation_id", "status", b"status", "store_id", b"store_id", "tracking_number", b"tracking_number"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___Fulfilment: _TypeAlias = Fulfilment  # noqa: Y015
+
+@_typing.final
+class Pickup(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    CODE_FIELD_NUMBER: _builtins.int
+    QR_PAYLOAD_FIELD_NUMBER: _builtins.int
+    READY_BY_TIME_FIELD_NUMBER: _builtins.int
+    READY_TIME_FIELD_NUMBER: _builtins.int
+    HOLD_UNTIL_TIME_FIELD_NUMBER: _builtins.int
+    WRONG_CODE_ATTEMPTS_FIELD_NUMBER: _builtins.int
+    CODE_LOCKED_FIELD_NUMBER: _builtins.int
+    PICKED_UP_TIME_FIELD_NUMBER: _builtins.int
+    HANDED_OVER_BY_FIELD_NUMBER: _builtins.int
+    code: _builtins.str
+    """Shown to the customer once the order is ready; empty before."""
+    qr_payload: _builtins.str
+    """Signed payload for the QR code the kiosk or counter scans."""
+    wrong_code_attempts: _builtins.int
+    code_locked: _builtins.bool
+    """Too many wrong codes: only an associate may hand the order over."""
+    @_builtins.property
+    def ready_by_time(self) -> _timestamp_pb2.Timestamp: ...
+    @_builtins.property
+    def ready_time(self) -> _timestamp_pb2.Timestamp: ...
+    @_builtins.property
+    def hold_until_time(self) -> _timestamp_pb2.Timestamp:
+        """Not collected by then: the order expires."""
+
+    @_builtins.property
+    def picked_up_time(self) -> _timestamp_pb2.Timestamp: ...
+    @_builtins.property
+    def handed_over_by(self) -> _common_pb2.Actor: ...
+    def __init__(
+        self,
+        *,
+        code: _builtins.str = ...,
+        qr_payload: _builtins.str = ...,
+        ready_by_time: _timestamp_pb2.Timestamp | None = ...,
+        ready_time: _timestamp_pb2.Timestamp | None = ...,
+        hold_until_time: _timestamp_pb2.Timestamp | None = ...,
+        wrong_code_attempts: _builtins.int = ...,
+        code_locked: _builtins.bool = ...,
+        picked_up_time: _timestamp_pb2.Timestamp | None = ...,
+        handed_over_by: _common_pb2.Actor | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["handed_over_by", b"handed_over_by", "hold_until_time", b"hold_until_time", "picked_up_time", b"picked_up_time", "ready_by_time", b"ready_by_time", "ready_time", b"ready_time"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["code", b"code", "code_locked", b"code_locked", "handed_over_by", b"handed_over_by", "hold_until_time", b"hold_until_time", "picked_up_time", b"picked_up_time", "qr_payload", b"qr_payload", "ready_by_time", b"ready_by_time", "ready_time", b"ready_time", "wrong_code_attempts", b"wrong_code_attempts"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___Pickup: _TypeAlias = Pickup  # noqa: Y015
+
+@_typing.final
+class Payment(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    STATUS_FIELD_NUMBER: _builtins.int
+    PROVIDER_FIELD_NUMBER: _builtins.int
+    TRANSACTION_ID_FIELD_NUMBER: _builtins.int
+    AMOUNT_FIELD_NUMBER: _builtins.int
+    PAID_TIME_FIELD_NUMBER: _builtins.int
+    DEADLINE_TIME_FIELD_NUMBER: _builtins.int
+    status: Global___PaymentStatus.ValueType
+    provider: _builtins.str
+    """Partner name, e.g. "wechat_pay", "alipay", "till"."""
+    transaction_id: _builtins.str
+    @_builtins.property
+    def amount(self) -> _common_pb2.Money: ...
+    @_builtins.property
+    def paid_time(self) -> _timestamp_pb2.Timestamp: ...
+    @_builtins.property
+    def deadline_time(self) -> _timestamp_pb2.Timestamp:
+        """Unpaid online orders are cancelled after this time."""
+
+    def __init__(
+        self,
+        *,
+        status: Global___PaymentStatus.ValueType = ...,
+        provider: _builtins.str = ...,
+        transaction_id: _builtins.str = ...,
+        amount: _common_pb2.Money | None = ...,
+        paid_time: _timestamp_pb2.Timestamp | None = ...,
+        deadline_time: _timestamp_pb2.Timestamp | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["amount", b"amount", "deadline_time", b"deadline_time", "paid_time", b"paid_time"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["amount", b"amount", "deadline_time", b"deadline_time", "paid_time", b"paid_time", "provider", b"provider", "status", b"status", "transaction_id", b"transaction_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___Payment: _TypeAlias = Payment  # noqa: Y015
+
+@_typing.final
+class Refund(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ID_FIELD_NUMBER: _builtins.int
+    AMOUNT_FIELD_NUMBER: _builtins.int
+    REASON_FIELD_NUMBER: _builtins.int
+    RETURN_ID_FIELD_NUMBER: _builtins.int
+    CREATE_TIME_FIELD_NUMBER: _builtins.int
+    id: _builtins.str
+    reason: _builtins.str
+    """cancelled, expired, returned, payment_timeout."""
+    return_id: _builtins.str
+    @_builtins.property
+    def amount(self) -> _common_pb2.Money: ...
+    @_builtins.property
+    def create_time(self) -> _timestamp_pb2.Timestamp: ...
+    def __init__(
+        self,
+        *,
+        id: _builtins.str = ...,
+        amount: _common_pb2.Money | None = ...,
+        reason: _builtins.str = ...,
+        return_id: _builtins.str = ...,
+        create_time: _timestamp_pb2.Timestamp | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["amount", b"amount", "create_time", b"create_time"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["amount", b"amount", "create_time", b"create_time", "id", b"id", "reason", b"reason", "return_id", b"return_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___Refund: _TypeAlias = Refund  # noqa: Y015
+
+@_typing.final
+class ReturnLine(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    SKU_ID_FIELD_NUMBER: _builtins.int
+    QUANTITY_FIELD_NUMBER: _builtins.int
+    REFUND_AMOUNT_FIELD_NUMBER: _builtins.int
+    sku_id: _builtins.str
+    quantity: _builtins.int
+    @_builtins.property
+    def refund_amount(self) -> _common_pb2.Money: ...
+    def __init__(
+        self,
+        *,
+        sku_id: _builtins.str = ...,
+        quantity: _builtins.int = ...,
+        refund_amount: _common_pb2.Money | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["refund_amount", b"refund_amount"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["quantity", b"quantity", "refund_amount", b"refund_amount", "sku_id", b"sku_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ReturnLine: _TypeAlias = ReturnLine  # noqa: Y015
+
+@_typing.final
+class OrderReturn(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ID_FIELD_NUMBER: _builtins.int
+    STORE_ID_FIELD_NUMBER: _builtins.int
+    LINES_FIELD_NUMBER: _builtins.int
+    REFUND_AMOUNT_FIELD_NUMBER: _builtins.int
+    POINTS_CLAWED_BACK_FIELD_NUMBER: _builtins.int
+    REASON_FIELD_NUMBER: _builtins.int
+    ACTOR_FIELD_NUMBER: _builtins.int
+    CREATE_TIME_FIELD_NUMBER: _builtins.int
+    id: _builtins.str
+    store_id: _builtins.str
+    points_clawed_back: _builtins.int
+    reason: _builtins.str
+    @_builtins.property
+    def lines(self) -> _containers.RepeatedCompositeFieldContainer[Global___ReturnLine]: ...
+    @_builtins.property
+    def refund_amount(self) -> _common_pb2.Money: ...
+    @_builtins.property
+    def actor(self) -> _common_pb2.Actor: ...
+    @_builtins.property
+    def create_time(self) -> _timestamp_pb2.Timestamp: ...
+    def __init__(
+        self,
+        *,
+        id: _builtins.str = ...,
+        store_id: _builtins.str = ...,
+        lines: _abc.Iterable[Global___ReturnLine] | None = ...,
+        refund_amount: _common_pb2.Money | None = ...,
+        points_clawed_back: _builtins.int = ...,
+        reason: _builtins.str = ...,
+        actor: _common_pb2.Actor | None = ...,
+        create_time: _timestamp_pb2.Timestamp | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["actor", b"actor", "create_time", b"create_time", "refund_amount", b"refund_amount"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["actor", b"actor", "create_time", b"create_time", "id", b"id", "lines", b"lines", "points_clawed_back", b"points_clawed_back", "reason", b"reason", "refund_amount", b"refund_amount", "store_id", b"store_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___OrderReturn: _TypeAlias = OrderReturn  # noqa: Y015
 
 @_typing.final
 class Order(_message.Message):
@@ -140,6 +487,18 @@ class Order(_message.Message):
     ASSOCIATE_ID_FIELD_NUMBER: _builtins.int
     CREATE_TIME_FIELD_NUMBER: _builtins.int
     UPDATE_TIME_FIELD_NUMBER: _builtins.int
+    COUPON_ID_FIELD_NUMBER: _builtins.int
+    COUPON_DISCOUNT_FIELD_NUMBER: _builtins.int
+    POINTS_REDEEMED_FIELD_NUMBER: _builtins.int
+    POINTS_DISCOUNT_FIELD_NUMBER: _builtins.int
+    FULFILMENTS_FIELD_NUMBER: _builtins.int
+    DELIVERY_ADDRESS_FIELD_NUMBER: _builtins.int
+    PICKUP_FIELD_NUMBER: _builtins.int
+    PAYMENT_FIELD_NUMBER: _builtins.int
+    REFUNDS_FIELD_NUMBER: _builtins.int
+    RETURNS_FIELD_NUMBER: _builtins.int
+    END_REASON_FIELD_NUMBER: _builtins.int
+    IDEMPOTENCY_KEY_FIELD_NUMBER: _builtins.int
     id: _builtins.str
     member_id: _builtins.str
     store_id: _builtins.str
@@ -148,6 +507,12 @@ class Order(_message.Message):
     payment_status: Global___PaymentStatus.ValueType
     channel: _common_pb2.Channel.ValueType
     associate_id: _builtins.str
+    coupon_id: _builtins.str
+    points_redeemed: _builtins.int
+    end_reason: _builtins.str
+    """Why a FAILED or CANCELLED order ended (out_of_stock, customer, store, payment_timeout, ...)."""
+    idempotency_key: _builtins.str
+    """The idempotency key the order was placed with."""
     @_builtins.property
     def lines(self) -> _containers.RepeatedCompositeFieldContainer[Global___OrderLine]: ...
     @_builtins.property
@@ -160,6 +525,22 @@ class Order(_message.Message):
     def create_time(self) -> _timestamp_pb2.Timestamp: ...
     @_builtins.property
     def update_time(self) -> _timestamp_pb2.Timestamp: ...
+    @_builtins.property
+    def coupon_discount(self) -> _common_pb2.Money: ...
+    @_builtins.property
+    def points_discount(self) -> _common_pb2.Money: ...
+    @_builtins.property
+    def fulfilments(self) -> _containers.RepeatedCompositeFieldContainer[Global___Fulfilment]: ...
+    @_builtins.property
+    def delivery_address(self) -> Global___DeliveryAddress: ...
+    @_builtins.property
+    def pickup(self) -> Global___Pickup: ...
+    @_builtins.property
+    def payment(self) -> Global___Payment: ...
+    @_builtins.property
+    def refunds(self) -> _containers.RepeatedCompositeFieldContainer[Global___Refund]: ...
+    @_builtins.property
+    def returns(self) -> _containers.RepeatedCompositeFieldContainer[Global___OrderReturn]: ...
     def __init__(
         self,
         *,
@@ -177,10 +558,22 @@ class Order(_message.Message):
         associate_id: _builtins.str = ...,
         create_time: _timestamp_pb2.Timestamp | None = ...,
         update_time: _timestamp_pb2.Timestamp | None = ...,
+        coupon_id: _builtins.str = ...,
+        coupon_discount: _common_pb2.Money | None = ...,
+        points_redeemed: _builtins.int = ...,
+        points_discount: _common_pb2.Money | None = ...,
+        fulfilments: _abc.Iterable[Global___Fulfilment] | None = ...,
+        delivery_address: Global___DeliveryAddress | None = ...,
+        pickup: Global___Pickup | None = ...,
+        payment: Global___Payment | None = ...,
+        refunds: _abc.Iterable[Global___Refund] | None = ...,
+        returns: _abc.Iterable[Global___OrderReturn] | None = ...,
+        end_reason: _builtins.str = ...,
+        idempotency_key: _builtins.str = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["create_time", b"create_time", "discount", b"discount", "subtotal", b"subtotal", "total", b"total", "update_time", b"update_time"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["coupon_discount", b"coupon_discount", "create_time", b"create_time", "delivery_address", b"delivery_address", "discount", b"discount", "payment", b"payment", "pickup", b"pickup", "points_discount", b"points_discount", "subtotal", b"subtotal", "total", b"total", "update_time", b"update_time"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["associate_id", b"associate_id", "channel", b"channel", "create_time", b"create_time", "discount", b"discount", "fulfillment", b"fulfillment", "id", b"id", "lines", b"lines", "member_id", b"member_id", "payment_status", b"payment_status", "status", b"status", "store_id", b"store_id", "subtotal", b"subtotal", "total", b"total", "update_time", b"update_time"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["associate_id", b"associate_id", "channel", b"channel", "coupon_discount", b"coupon_discount", "coupon_id", b"coupon_id", "create_time", b"create_time", "delivery_address", b"delivery_address", "discount", b"discount", "end_reason", b"end_reason", "fulfillment", b"fulfillment", "fulfilments", b"fulfilments", "id", b"id", "idempotency_key", b"idempotency_key", "lines", b"lines", "member_id", b"member_id", "payment", b"payment", "payment_status", b"payment_status", "pickup", b"pickup", "points_discount", b"points_discount", "points_redeemed", b"points_redeemed", "refunds", b"refunds", "returns", b"returns", "status", b"status", "store_id", b"store_id", "subtotal", b"subtotal", "total", b"total", "update_time", b"update_time"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -222,17 +615,34 @@ class PlaceOrderRequest(_message.Message):
     REDEEM_POINTS_FIELD_NUMBER: _builtins.int
     ASSOCIATE_ID_FIELD_NUMBER: _builtins.int
     PAY_AT_PICKUP_FIELD_NUMBER: _builtins.int
+    DELIVERY_ADDRESS_FIELD_NUMBER: _builtins.int
+    ACTOR_FIELD_NUMBER: _builtins.int
+    TILL_PAYMENT_FIELD_NUMBER: _builtins.int
+    COUPON_CODE_FIELD_NUMBER: _builtins.int
     idempotency_key: _builtins.str
     member_id: _builtins.str
+    """Empty for a guest sale at the till."""
     store_id: _builtins.str
+    """PICKUP_IN_STORE and IN_STORE_PURCHASE: the store; DELIVERY: empty (chosen by the service)."""
     fulfillment: Global___FulfillmentType.ValueType
     channel: _common_pb2.Channel.ValueType
     coupon_id: _builtins.str
     redeem_points: _builtins.int
     associate_id: _builtins.str
+    """The serving associate (till); online orders credit the member's exclusive guide."""
     pay_at_pickup: _builtins.bool
+    coupon_code: _builtins.str
+    """IN_STORE_PURCHASE: a coupon code scanned at the till instead of coupon_id."""
     @_builtins.property
     def lines(self) -> _containers.RepeatedCompositeFieldContainer[Global___PlaceOrderLine]: ...
+    @_builtins.property
+    def delivery_address(self) -> Global___DeliveryAddress: ...
+    @_builtins.property
+    def actor(self) -> _common_pb2.Actor: ...
+    @_builtins.property
+    def till_payment(self) -> Global___Payment:
+        """IN_STORE_PURCHASE: the till's payment, confirmed in the same call."""
+
     def __init__(
         self,
         *,
@@ -246,10 +656,14 @@ class PlaceOrderRequest(_message.Message):
         redeem_points: _builtins.int = ...,
         associate_id: _builtins.str = ...,
         pay_at_pickup: _builtins.bool = ...,
+        delivery_address: Global___DeliveryAddress | None = ...,
+        actor: _common_pb2.Actor | None = ...,
+        till_payment: Global___Payment | None = ...,
+        coupon_code: _builtins.str = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["actor", b"actor", "delivery_address", b"delivery_address", "till_payment", b"till_payment"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["associate_id", b"associate_id", "channel", b"channel", "coupon_id", b"coupon_id", "fulfillment", b"fulfillment", "idempotency_key", b"idempotency_key", "lines", b"lines", "member_id", b"member_id", "pay_at_pickup", b"pay_at_pickup", "redeem_points", b"redeem_points", "store_id", b"store_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["actor", b"actor", "associate_id", b"associate_id", "channel", b"channel", "coupon_code", b"coupon_code", "coupon_id", b"coupon_id", "delivery_address", b"delivery_address", "fulfillment", b"fulfillment", "idempotency_key", b"idempotency_key", "lines", b"lines", "member_id", b"member_id", "pay_at_pickup", b"pay_at_pickup", "redeem_points", b"redeem_points", "store_id", b"store_id", "till_payment", b"till_payment"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -367,7 +781,9 @@ class ListOrdersRequest(_message.Message):
     PAGE_SIZE_FIELD_NUMBER: _builtins.int
     PAGE_TOKEN_FIELD_NUMBER: _builtins.int
     member_id: _builtins.str
-    """Exactly one of member_id and store_id."""
+    """Exactly one of member_id and store_id. A member's list includes the orders placed under
+    the ids of members merged into it.
+    """
     store_id: _builtins.str
     page_size: _builtins.int
     page_token: _builtins.str
@@ -417,19 +833,25 @@ class CancelOrderRequest(_message.Message):
     ID_FIELD_NUMBER: _builtins.int
     REASON_FIELD_NUMBER: _builtins.int
     IDEMPOTENCY_KEY_FIELD_NUMBER: _builtins.int
+    ACTOR_FIELD_NUMBER: _builtins.int
     id: _builtins.str
     reason: _builtins.str
     idempotency_key: _builtins.str
+    @_builtins.property
+    def actor(self) -> _common_pb2.Actor:
+        """A customer may cancel before READY_FOR_PICKUP; a store before hand-over."""
+
     def __init__(
         self,
         *,
         id: _builtins.str = ...,
         reason: _builtins.str = ...,
         idempotency_key: _builtins.str = ...,
+        actor: _common_pb2.Actor | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["actor", b"actor"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["id", b"id", "idempotency_key", b"idempotency_key", "reason", b"reason"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["actor", b"actor", "id", b"id", "idempotency_key", b"idempotency_key", "reason", b"reason"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -462,8 +884,12 @@ class ConfirmPaymentRequest(_message.Message):
     ORDER_ID_FIELD_NUMBER: _builtins.int
     PAYMENT_REFERENCE_FIELD_NUMBER: _builtins.int
     AMOUNT_FIELD_NUMBER: _builtins.int
+    PROVIDER_FIELD_NUMBER: _builtins.int
     order_id: _builtins.str
     payment_reference: _builtins.str
+    """The partner's transaction id; a replay with the same id is a no-op."""
+    provider: _builtins.str
+    """e.g. "wechat_pay"; defaults to the calling partner."""
     @_builtins.property
     def amount(self) -> _common_pb2.Money: ...
     def __init__(
@@ -472,10 +898,11 @@ class ConfirmPaymentRequest(_message.Message):
         order_id: _builtins.str = ...,
         payment_reference: _builtins.str = ...,
         amount: _common_pb2.Money | None = ...,
+        provider: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["amount", b"amount"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["amount", b"amount", "order_id", b"order_id", "payment_reference", b"payment_reference"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["amount", b"amount", "order_id", b"order_id", "payment_reference", b"payment_reference", "provider", b"provider"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -507,17 +934,21 @@ class MarkReadyForPickupRequest(_message.Message):
 
     ORDER_ID_FIELD_NUMBER: _builtins.int
     ASSOCIATE_ID_FIELD_NUMBER: _builtins.int
+    ACTOR_FIELD_NUMBER: _builtins.int
     order_id: _builtins.str
     associate_id: _builtins.str
+    @_builtins.property
+    def actor(self) -> _common_pb2.Actor: ...
     def __init__(
         self,
         *,
         order_id: _builtins.str = ...,
         associate_id: _builtins.str = ...,
+        actor: _common_pb2.Actor | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["actor", b"actor"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["associate_id", b"associate_id", "order_id", b"order_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["actor", b"actor", "associate_id", b"associate_id", "order_id", b"order_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -552,17 +983,36 @@ class ConfirmPickupRequest(_message.Message):
 
     ORDER_ID_FIELD_NUMBER: _builtins.int
     PICKUP_CODE_FIELD_NUMBER: _builtins.int
+    ACTOR_FIELD_NUMBER: _builtins.int
+    ASSOCIATE_OVERRIDE_FIELD_NUMBER: _builtins.int
+    OVERRIDE_REASON_FIELD_NUMBER: _builtins.int
+    COUNTER_PAYMENT_FIELD_NUMBER: _builtins.int
     order_id: _builtins.str
     pickup_code: _builtins.str
+    associate_override: _builtins.bool
+    """Associates only: hand over without the code (locked code, ID checked), with a reason."""
+    override_reason: _builtins.str
+    @_builtins.property
+    def actor(self) -> _common_pb2.Actor:
+        """The associate or kiosk handing over; it must belong to the order's store."""
+
+    @_builtins.property
+    def counter_payment(self) -> Global___Payment:
+        """Pay-at-pickup orders: the payment taken at the counter."""
+
     def __init__(
         self,
         *,
         order_id: _builtins.str = ...,
         pickup_code: _builtins.str = ...,
+        actor: _common_pb2.Actor | None = ...,
+        associate_override: _builtins.bool = ...,
+        override_reason: _builtins.str = ...,
+        counter_payment: Global___Payment | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["actor", b"actor", "counter_payment", b"counter_payment"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["order_id", b"order_id", "pickup_code", b"pickup_code"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["actor", b"actor", "associate_override", b"associate_override", "counter_payment", b"counter_payment", "order_id", b"order_id", "override_reason", b"override_reason", "pickup_code", b"pickup_code"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -595,20 +1045,36 @@ class WatchOrderEventsRequest(_message.Message):
     AFTER_SEQUENCE_FIELD_NUMBER: _builtins.int
     STORE_ID_FIELD_NUMBER: _builtins.int
     MEMBER_ID_FIELD_NUMBER: _builtins.int
-    after_sequence: _builtins.int
-    """Resume after this event sequence; 0 for events from now on."""
+    ORDER_ID_FIELD_NUMBER: _builtins.int
+    RESUME_TOKEN_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    @_deprecated("""This field has been marked as deprecated using proto field options.""")
+    def after_sequence(self) -> _builtins.int:
+        """Superseded by resume_token."""
+
+    @after_sequence.setter
+    @_deprecated("""This field has been marked as deprecated using proto field options.""")
+    def after_sequence(self, value: _builtins.int) -> None:
+        """Superseded by resume_token."""
+
     store_id: _builtins.str
+    """Filters (all set ones must match); none = every order."""
     member_id: _builtins.str
+    order_id: _builtins.str
+    resume_token: _builtins.str
+    """Resume after the event that carried this token; empty = from now on."""
     def __init__(
         self,
         *,
         after_sequence: _builtins.int = ...,
         store_id: _builtins.str = ...,
         member_id: _builtins.str = ...,
+        order_id: _builtins.str = ...,
+        resume_token: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["after_sequence", b"after_sequence", "member_id", b"member_id", "store_id", b"store_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["after_sequence", b"after_sequence", "member_id", b"member_id", "order_id", b"order_id", "resume_token", b"resume_token", "store_id", b"store_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -623,10 +1089,21 @@ class OrderEvent(_message.Message):
     STATUS_FIELD_NUMBER: _builtins.int
     KIND_FIELD_NUMBER: _builtins.int
     OCCUR_TIME_FIELD_NUMBER: _builtins.int
+    STORE_ID_FIELD_NUMBER: _builtins.int
+    MEMBER_ID_FIELD_NUMBER: _builtins.int
+    RESUME_TOKEN_FIELD_NUMBER: _builtins.int
     sequence: _builtins.int
+    """The order's own event number (1, 2, ...)."""
     order_id: _builtins.str
     status: Global___OrderStatus.ValueType
     kind: _builtins.str
+    """placed, confirmed, paid, ready_for_pickup, picked_up, cancelled, expired, failed,
+    shipped, delivered, completed, returned.
+    """
+    store_id: _builtins.str
+    member_id: _builtins.str
+    resume_token: _builtins.str
+    """Give this back as WatchOrderEventsRequest.resume_token to continue after this event."""
     @_builtins.property
     def occur_time(self) -> _timestamp_pb2.Timestamp: ...
     def __init__(
@@ -637,10 +1114,13 @@ class OrderEvent(_message.Message):
         status: Global___OrderStatus.ValueType = ...,
         kind: _builtins.str = ...,
         occur_time: _timestamp_pb2.Timestamp | None = ...,
+        store_id: _builtins.str = ...,
+        member_id: _builtins.str = ...,
+        resume_token: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["occur_time", b"occur_time"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["kind", b"kind", "occur_time", b"occur_time", "order_id", b"order_id", "sequence", b"sequence", "status", b"status"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["kind", b"kind", "member_id", b"member_id", "occur_time", b"occur_time", "order_id", b"order_id", "resume_token", b"resume_token", "sequence", b"sequence", "status", b"status", "store_id", b"store_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -665,3 +1145,341 @@ class WatchOrderEventsResponse(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___WatchOrderEventsResponse: _TypeAlias = WatchOrderEventsResponse  # noqa: Y015
+
+@_typing.final
+class PreviewOrderRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ORDER_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def order(self) -> Global___PlaceOrderRequest:
+        """The same fields as PlaceOrder; the idempotency key is not needed."""
+
+    def __init__(
+        self,
+        *,
+        order: Global___PlaceOrderRequest | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["order", b"order"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["order", b"order"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___PreviewOrderRequest: _TypeAlias = PreviewOrderRequest  # noqa: Y015
+
+@_typing.final
+class PreviewOrderResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    LINES_FIELD_NUMBER: _builtins.int
+    SUBTOTAL_FIELD_NUMBER: _builtins.int
+    COUPON_DISCOUNT_FIELD_NUMBER: _builtins.int
+    POINTS_REDEEMED_FIELD_NUMBER: _builtins.int
+    POINTS_DISCOUNT_FIELD_NUMBER: _builtins.int
+    TOTAL_FIELD_NUMBER: _builtins.int
+    READY_BY_TIME_FIELD_NUMBER: _builtins.int
+    FULFILMENTS_FIELD_NUMBER: _builtins.int
+    POINTS_TO_EARN_FIELD_NUMBER: _builtins.int
+    points_redeemed: _builtins.int
+    points_to_earn: _builtins.int
+    """Points the order would earn (pending after completion)."""
+    @_builtins.property
+    def lines(self) -> _containers.RepeatedCompositeFieldContainer[Global___OrderLine]: ...
+    @_builtins.property
+    def subtotal(self) -> _common_pb2.Money: ...
+    @_builtins.property
+    def coupon_discount(self) -> _common_pb2.Money: ...
+    @_builtins.property
+    def points_discount(self) -> _common_pb2.Money: ...
+    @_builtins.property
+    def total(self) -> _common_pb2.Money: ...
+    @_builtins.property
+    def ready_by_time(self) -> _timestamp_pb2.Timestamp:
+        """PICKUP_IN_STORE: when the order can be ready at the store."""
+
+    @_builtins.property
+    def fulfilments(self) -> _containers.RepeatedCompositeFieldContainer[Global___Fulfilment]:
+        """DELIVERY: the stores that would ship it."""
+
+    def __init__(
+        self,
+        *,
+        lines: _abc.Iterable[Global___OrderLine] | None = ...,
+        subtotal: _common_pb2.Money | None = ...,
+        coupon_discount: _common_pb2.Money | None = ...,
+        points_redeemed: _builtins.int = ...,
+        points_discount: _common_pb2.Money | None = ...,
+        total: _common_pb2.Money | None = ...,
+        ready_by_time: _timestamp_pb2.Timestamp | None = ...,
+        fulfilments: _abc.Iterable[Global___Fulfilment] | None = ...,
+        points_to_earn: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["coupon_discount", b"coupon_discount", "points_discount", b"points_discount", "ready_by_time", b"ready_by_time", "subtotal", b"subtotal", "total", b"total"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["coupon_discount", b"coupon_discount", "fulfilments", b"fulfilments", "lines", b"lines", "points_discount", b"points_discount", "points_redeemed", b"points_redeemed", "points_to_earn", b"points_to_earn", "ready_by_time", b"ready_by_time", "subtotal", b"subtotal", "total", b"total"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___PreviewOrderResponse: _TypeAlias = PreviewOrderResponse  # noqa: Y015
+
+@_typing.final
+class ListStoreOrdersRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    STORE_ID_FIELD_NUMBER: _builtins.int
+    STATUSES_FIELD_NUMBER: _builtins.int
+    PAGE_SIZE_FIELD_NUMBER: _builtins.int
+    PAGE_TOKEN_FIELD_NUMBER: _builtins.int
+    store_id: _builtins.str
+    page_size: _builtins.int
+    page_token: _builtins.str
+    @_builtins.property
+    def statuses(self) -> _containers.RepeatedScalarFieldContainer[Global___OrderStatus.ValueType]:
+        """Unspecified: every open status (CONFIRMED, AWAITING_PAYMENT, READY_FOR_PICKUP)."""
+
+    def __init__(
+        self,
+        *,
+        store_id: _builtins.str = ...,
+        statuses: _abc.Iterable[Global___OrderStatus.ValueType] | None = ...,
+        page_size: _builtins.int = ...,
+        page_token: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["page_size", b"page_size", "page_token", b"page_token", "statuses", b"statuses", "store_id", b"store_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListStoreOrdersRequest: _TypeAlias = ListStoreOrdersRequest  # noqa: Y015
+
+@_typing.final
+class ListStoreOrdersResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ORDERS_FIELD_NUMBER: _builtins.int
+    NEXT_PAGE_TOKEN_FIELD_NUMBER: _builtins.int
+    next_page_token: _builtins.str
+    @_builtins.property
+    def orders(self) -> _containers.RepeatedCompositeFieldContainer[Global___Order]: ...
+    def __init__(
+        self,
+        *,
+        orders: _abc.Iterable[Global___Order] | None = ...,
+        next_page_token: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["next_page_token", b"next_page_token", "orders", b"orders"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListStoreOrdersResponse: _TypeAlias = ListStoreOrdersResponse  # noqa: Y015
+
+@_typing.final
+class ReturnItemsRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ORDER_ID_FIELD_NUMBER: _builtins.int
+    RETURN_ID_FIELD_NUMBER: _builtins.int
+    STORE_ID_FIELD_NUMBER: _builtins.int
+    LINES_FIELD_NUMBER: _builtins.int
+    REASON_FIELD_NUMBER: _builtins.int
+    ACTOR_FIELD_NUMBER: _builtins.int
+    order_id: _builtins.str
+    return_id: _builtins.str
+    """Idempotency: the same return id returns once."""
+    store_id: _builtins.str
+    """The store receiving the items (must offer returns)."""
+    reason: _builtins.str
+    @_builtins.property
+    def lines(self) -> _containers.RepeatedCompositeFieldContainer[Global___PlaceOrderLine]: ...
+    @_builtins.property
+    def actor(self) -> _common_pb2.Actor: ...
+    def __init__(
+        self,
+        *,
+        order_id: _builtins.str = ...,
+        return_id: _builtins.str = ...,
+        store_id: _builtins.str = ...,
+        lines: _abc.Iterable[Global___PlaceOrderLine] | None = ...,
+        reason: _builtins.str = ...,
+        actor: _common_pb2.Actor | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["actor", b"actor"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["actor", b"actor", "lines", b"lines", "order_id", b"order_id", "reason", b"reason", "return_id", b"return_id", "store_id", b"store_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ReturnItemsRequest: _TypeAlias = ReturnItemsRequest  # noqa: Y015
+
+@_typing.final
+class ReturnItemsResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ORDER_FIELD_NUMBER: _builtins.int
+    ORDER_RETURN_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def order(self) -> Global___Order: ...
+    @_builtins.property
+    def order_return(self) -> Global___OrderReturn: ...
+    def __init__(
+        self,
+        *,
+        order: Global___Order | None = ...,
+        order_return: Global___OrderReturn | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["order", b"order", "order_return", b"order_return"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["order", b"order", "order_return", b"order_return"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ReturnItemsResponse: _TypeAlias = ReturnItemsResponse  # noqa: Y015
+
+@_typing.final
+class MarkShippedRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ORDER_ID_FIELD_NUMBER: _builtins.int
+    FULFILMENT_ID_FIELD_NUMBER: _builtins.int
+    CARRIER_FIELD_NUMBER: _builtins.int
+    TRACKING_NUMBER_FIELD_NUMBER: _builtins.int
+    ACTOR_FIELD_NUMBER: _builtins.int
+    order_id: _builtins.str
+    fulfilment_id: _builtins.str
+    carrier: _builtins.str
+    tracking_number: _builtins.str
+    @_builtins.property
+    def actor(self) -> _common_pb2.Actor: ...
+    def __init__(
+        self,
+        *,
+        order_id: _builtins.str = ...,
+        fulfilment_id: _builtins.str = ...,
+        carrier: _builtins.str = ...,
+        tracking_number: _builtins.str = ...,
+        actor: _common_pb2.Actor | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["actor", b"actor"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["actor", b"actor", "carrier", b"carrier", "fulfilment_id", b"fulfilment_id", "order_id", b"order_id", "tracking_number", b"tracking_number"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___MarkShippedRequest: _TypeAlias = MarkShippedRequest  # noqa: Y015
+
+@_typing.final
+class MarkShippedResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ORDER_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def order(self) -> Global___Order: ...
+    def __init__(
+        self,
+        *,
+        order: Global___Order | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["order", b"order"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["order", b"order"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___MarkShippedResponse: _TypeAlias = MarkShippedResponse  # noqa: Y015
+
+@_typing.final
+class MarkDeliveredRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ORDER_ID_FIELD_NUMBER: _builtins.int
+    FULFILMENT_ID_FIELD_NUMBER: _builtins.int
+    ACTOR_FIELD_NUMBER: _builtins.int
+    order_id: _builtins.str
+    fulfilment_id: _builtins.str
+    @_builtins.property
+    def actor(self) -> _common_pb2.Actor: ...
+    def __init__(
+        self,
+        *,
+        order_id: _builtins.str = ...,
+        fulfilment_id: _builtins.str = ...,
+        actor: _common_pb2.Actor | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["actor", b"actor"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["actor", b"actor", "fulfilment_id", b"fulfilment_id", "order_id", b"order_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___MarkDeliveredRequest: _TypeAlias = MarkDeliveredRequest  # noqa: Y015
+
+@_typing.final
+class MarkDeliveredResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ORDER_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def order(self) -> Global___Order: ...
+    def __init__(
+        self,
+        *,
+        order: Global___Order | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["order", b"order"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["order", b"order"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___MarkDeliveredResponse: _TypeAlias = MarkDeliveredResponse  # noqa: Y015
+
+@_typing.final
+class RunMaintenanceRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    def __init__(
+        self,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___RunMaintenanceRequest: _TypeAlias = RunMaintenanceRequest  # noqa: Y015
+
+@_typing.final
+class RunMaintenanceResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    RECOVERED_FIELD_NUMBER: _builtins.int
+    PAYMENT_TIMEOUTS_FIELD_NUMBER: _builtins.int
+    EXPIRED_FIELD_NUMBER: _builtins.int
+    EFFECTS_DELIVERED_FIELD_NUMBER: _builtins.int
+    recovered: _builtins.int
+    """Sagas resumed or compensated."""
+    payment_timeouts: _builtins.int
+    """Unpaid orders cancelled."""
+    expired: _builtins.int
+    """Pickups not collected in time."""
+    effects_delivered: _builtins.int
+    """Completion effects delivered."""
+    def __init__(
+        self,
+        *,
+        recovered: _builtins.int = ...,
+        payment_timeouts: _builtins.int = ...,
+        expired: _builtins.int = ...,
+        effects_delivered: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["effects_delivered", b"effects_delivered", "expired", b"expired", "payment_timeouts", b"payment_timeouts", "recovered", b"recovered"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___RunMaintenanceResponse: _TypeAlias = RunMaintenanceResponse  # noqa: Y015

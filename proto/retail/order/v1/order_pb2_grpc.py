@@ -80,6 +80,36 @@ class OrderServiceStub:
                 request_serializer=retail_dot_order_dot_v1_dot_order__pb2.WatchOrderEventsRequest.SerializeToString,
                 response_deserializer=retail_dot_order_dot_v1_dot_order__pb2.WatchOrderEventsResponse.FromString,
                 _registered_method=True)
+        self.PreviewOrder = channel.unary_unary(
+                '/retail.order.v1.OrderService/PreviewOrder',
+                request_serializer=retail_dot_order_dot_v1_dot_order__pb2.PreviewOrderRequest.SerializeToString,
+                response_deserializer=retail_dot_order_dot_v1_dot_order__pb2.PreviewOrderResponse.FromString,
+                _registered_method=True)
+        self.ListStoreOrders = channel.unary_unary(
+                '/retail.order.v1.OrderService/ListStoreOrders',
+                request_serializer=retail_dot_order_dot_v1_dot_order__pb2.ListStoreOrdersRequest.SerializeToString,
+                response_deserializer=retail_dot_order_dot_v1_dot_order__pb2.ListStoreOrdersResponse.FromString,
+                _registered_method=True)
+        self.ReturnItems = channel.unary_unary(
+                '/retail.order.v1.OrderService/ReturnItems',
+                request_serializer=retail_dot_order_dot_v1_dot_order__pb2.ReturnItemsRequest.SerializeToString,
+                response_deserializer=retail_dot_order_dot_v1_dot_order__pb2.ReturnItemsResponse.FromString,
+                _registered_method=True)
+        self.MarkShipped = channel.unary_unary(
+                '/retail.order.v1.OrderService/MarkShipped',
+                request_serializer=retail_dot_order_dot_v1_dot_order__pb2.MarkShippedRequest.SerializeToString,
+                response_deserializer=retail_dot_order_dot_v1_dot_order__pb2.MarkShippedResponse.FromString,
+                _registered_method=True)
+        self.MarkDelivered = channel.unary_unary(
+                '/retail.order.v1.OrderService/MarkDelivered',
+                request_serializer=retail_dot_order_dot_v1_dot_order__pb2.MarkDeliveredRequest.SerializeToString,
+                response_deserializer=retail_dot_order_dot_v1_dot_order__pb2.MarkDeliveredResponse.FromString,
+                _registered_method=True)
+        self.RunMaintenance = channel.unary_unary(
+                '/retail.order.v1.OrderService/RunMaintenance',
+                request_serializer=retail_dot_order_dot_v1_dot_order__pb2.RunMaintenanceRequest.SerializeToString,
+                response_deserializer=retail_dot_order_dot_v1_dot_order__pb2.RunMaintenanceResponse.FromString,
+                _registered_method=True)
 
 
 class OrderServiceServicer:
@@ -149,6 +179,48 @@ class OrderServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def PreviewOrder(self, request, context):
+        """Prices an order as PlaceOrder would (lines, coupon, points, pickup promise); changes nothing.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListStoreOrders(self, request, context):
+        """A store's queue of orders by status, oldest first.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ReturnItems(self, request, context):
+        """Returns items of a completed order at a store offering returns; idempotent by return id.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def MarkShipped(self, request, context):
+        """A delivery partner or store marks a delivery fulfilment shipped.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def MarkDelivered(self, request, context):
+        """A delivery partner marks a delivery fulfilment delivered (completes the order when all are).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def RunMaintenance(self, request, context):
+        """Runs the recovery, expiry and outbox work once (operators and tests; workers run it too).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_OrderServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -196,6 +268,36 @@ def add_OrderServiceServicer_to_server(servicer, server):
                     servicer.WatchOrderEvents,
                     request_deserializer=retail_dot_order_dot_v1_dot_order__pb2.WatchOrderEventsRequest.FromString,
                     response_serializer=retail_dot_order_dot_v1_dot_order__pb2.WatchOrderEventsResponse.SerializeToString,
+            ),
+            'PreviewOrder': grpc.unary_unary_rpc_method_handler(
+                    servicer.PreviewOrder,
+                    request_deserializer=retail_dot_order_dot_v1_dot_order__pb2.PreviewOrderRequest.FromString,
+                    response_serializer=retail_dot_order_dot_v1_dot_order__pb2.PreviewOrderResponse.SerializeToString,
+            ),
+            'ListStoreOrders': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListStoreOrders,
+                    request_deserializer=retail_dot_order_dot_v1_dot_order__pb2.ListStoreOrdersRequest.FromString,
+                    response_serializer=retail_dot_order_dot_v1_dot_order__pb2.ListStoreOrdersResponse.SerializeToString,
+            ),
+            'ReturnItems': grpc.unary_unary_rpc_method_handler(
+                    servicer.ReturnItems,
+                    request_deserializer=retail_dot_order_dot_v1_dot_order__pb2.ReturnItemsRequest.FromString,
+                    response_serializer=retail_dot_order_dot_v1_dot_order__pb2.ReturnItemsResponse.SerializeToString,
+            ),
+            'MarkShipped': grpc.unary_unary_rpc_method_handler(
+                    servicer.MarkShipped,
+                    request_deserializer=retail_dot_order_dot_v1_dot_order__pb2.MarkShippedRequest.FromString,
+                    response_serializer=retail_dot_order_dot_v1_dot_order__pb2.MarkShippedResponse.SerializeToString,
+            ),
+            'MarkDelivered': grpc.unary_unary_rpc_method_handler(
+                    servicer.MarkDelivered,
+                    request_deserializer=retail_dot_order_dot_v1_dot_order__pb2.MarkDeliveredRequest.FromString,
+                    response_serializer=retail_dot_order_dot_v1_dot_order__pb2.MarkDeliveredResponse.SerializeToString,
+            ),
+            'RunMaintenance': grpc.unary_unary_rpc_method_handler(
+                    servicer.RunMaintenance,
+                    request_deserializer=retail_dot_order_dot_v1_dot_order__pb2.RunMaintenanceRequest.FromString,
+                    response_serializer=retail_dot_order_dot_v1_dot_order__pb2.RunMaintenanceResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -442,6 +544,168 @@ class OrderService:
             '/retail.order.v1.OrderService/WatchOrderEvents',
             retail_dot_order_dot_v1_dot_order__pb2.WatchOrderEventsRequest.SerializeToString,
             retail_dot_order_dot_v1_dot_order__pb2.WatchOrderEventsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def PreviewOrder(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/retail.order.v1.OrderService/PreviewOrder',
+            retail_dot_order_dot_v1_dot_order__pb2.PreviewOrderRequest.SerializeToString,
+            retail_dot_order_dot_v1_dot_order__pb2.PreviewOrderResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListStoreOrders(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/retail.order.v1.OrderService/ListStoreOrders',
+            retail_dot_order_dot_v1_dot_order__pb2.ListStoreOrdersRequest.SerializeToString,
+            retail_dot_order_dot_v1_dot_order__pb2.ListStoreOrdersResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ReturnItems(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/retail.order.v1.OrderService/ReturnItems',
+            retail_dot_order_dot_v1_dot_order__pb2.ReturnItemsRequest.SerializeToString,
+            retail_dot_order_dot_v1_dot_order__pb2.ReturnItemsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def MarkShipped(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/retail.order.v1.OrderService/MarkShipped',
+            retail_dot_order_dot_v1_dot_order__pb2.MarkShippedRequest.SerializeToString,
+            retail_dot_order_dot_v1_dot_order__pb2.MarkShippedResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def MarkDelivered(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/retail.order.v1.OrderService/MarkDelivered',
+            retail_dot_order_dot_v1_dot_order__pb2.MarkDeliveredRequest.SerializeToString,
+            retail_dot_order_dot_v1_dot_order__pb2.MarkDeliveredResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RunMaintenance(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/retail.order.v1.OrderService/RunMaintenance',
+            retail_dot_order_dot_v1_dot_order__pb2.RunMaintenanceRequest.SerializeToString,
+            retail_dot_order_dot_v1_dot_order__pb2.RunMaintenanceResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -51,6 +51,18 @@ class OrderServiceStub:
     """Hands a pickup order over after verifying its pickup code."""
     WatchOrderEvents: _grpc.UnaryStreamMultiCallable[_order_pb2.WatchOrderEventsRequest, _order_pb2.WatchOrderEventsResponse]
     """Streams order events from the outbox after a resume token."""
+    PreviewOrder: _grpc.UnaryUnaryMultiCallable[_order_pb2.PreviewOrderRequest, _order_pb2.PreviewOrderResponse]
+    """Prices an order as PlaceOrder would (lines, coupon, points, pickup promise); changes nothing."""
+    ListStoreOrders: _grpc.UnaryUnaryMultiCallable[_order_pb2.ListStoreOrdersRequest, _order_pb2.ListStoreOrdersResponse]
+    """A store's queue of orders by status, oldest first."""
+    ReturnItems: _grpc.UnaryUnaryMultiCallable[_order_pb2.ReturnItemsRequest, _order_pb2.ReturnItemsResponse]
+    """Returns items of a completed order at a store offering returns; idempotent by return id."""
+    MarkShipped: _grpc.UnaryUnaryMultiCallable[_order_pb2.MarkShippedRequest, _order_pb2.MarkShippedResponse]
+    """A delivery partner or store marks a delivery fulfilment shipped."""
+    MarkDelivered: _grpc.UnaryUnaryMultiCallable[_order_pb2.MarkDeliveredRequest, _order_pb2.MarkDeliveredResponse]
+    """A delivery partner marks a delivery fulfilment delivered (completes the order when all are)."""
+    RunMaintenance: _grpc.UnaryUnaryMultiCallable[_order_pb2.RunMaintenanceRequest, _order_pb2.RunMaintenanceResponse]
+    """Runs the recovery, expiry and outbox work once (operators and tests; workers run it too)."""
 
 @_typing.type_check_only
 class OrderServiceAsyncStub(OrderServiceStub):
@@ -75,6 +87,18 @@ class OrderServiceAsyncStub(OrderServiceStub):
     """Hands a pickup order over after verifying its pickup code."""
     WatchOrderEvents: _aio.UnaryStreamMultiCallable[_order_pb2.WatchOrderEventsRequest, _order_pb2.WatchOrderEventsResponse]  # type: ignore[assignment]
     """Streams order events from the outbox after a resume token."""
+    PreviewOrder: _aio.UnaryUnaryMultiCallable[_order_pb2.PreviewOrderRequest, _order_pb2.PreviewOrderResponse]  # type: ignore[assignment]
+    """Prices an order as PlaceOrder would (lines, coupon, points, pickup promise); changes nothing."""
+    ListStoreOrders: _aio.UnaryUnaryMultiCallable[_order_pb2.ListStoreOrdersRequest, _order_pb2.ListStoreOrdersResponse]  # type: ignore[assignment]
+    """A store's queue of orders by status, oldest first."""
+    ReturnItems: _aio.UnaryUnaryMultiCallable[_order_pb2.ReturnItemsRequest, _order_pb2.ReturnItemsResponse]  # type: ignore[assignment]
+    """Returns items of a completed order at a store offering returns; idempotent by return id."""
+    MarkShipped: _aio.UnaryUnaryMultiCallable[_order_pb2.MarkShippedRequest, _order_pb2.MarkShippedResponse]  # type: ignore[assignment]
+    """A delivery partner or store marks a delivery fulfilment shipped."""
+    MarkDelivered: _aio.UnaryUnaryMultiCallable[_order_pb2.MarkDeliveredRequest, _order_pb2.MarkDeliveredResponse]  # type: ignore[assignment]
+    """A delivery partner marks a delivery fulfilment delivered (completes the order when all are)."""
+    RunMaintenance: _aio.UnaryUnaryMultiCallable[_order_pb2.RunMaintenanceRequest, _order_pb2.RunMaintenanceResponse]  # type: ignore[assignment]
+    """Runs the recovery, expiry and outbox work once (operators and tests; workers run it too)."""
 
 class OrderServiceServicer(metaclass=_abc_1.ABCMeta):
     """Orders for pickup in store, delivery and in-store purchase; placing one is a saga."""
@@ -150,5 +174,53 @@ class OrderServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_abc.Iterator[_order_pb2.WatchOrderEventsResponse], _abc.AsyncIterator[_order_pb2.WatchOrderEventsResponse]]:
         """Streams order events from the outbox after a resume token."""
+
+    @_abc_1.abstractmethod
+    def PreviewOrder(
+        self,
+        request: _order_pb2.PreviewOrderRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_order_pb2.PreviewOrderResponse, _abc.Awaitable[_order_pb2.PreviewOrderResponse]]:
+        """Prices an order as PlaceOrder would (lines, coupon, points, pickup promise); changes nothing."""
+
+    @_abc_1.abstractmethod
+    def ListStoreOrders(
+        self,
+        request: _order_pb2.ListStoreOrdersRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_order_pb2.ListStoreOrdersResponse, _abc.Awaitable[_order_pb2.ListStoreOrdersResponse]]:
+        """A store's queue of orders by status, oldest first."""
+
+    @_abc_1.abstractmethod
+    def ReturnItems(
+        self,
+        request: _order_pb2.ReturnItemsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_order_pb2.ReturnItemsResponse, _abc.Awaitable[_order_pb2.ReturnItemsResponse]]:
+        """Returns items of a completed order at a store offering returns; idempotent by return id."""
+
+    @_abc_1.abstractmethod
+    def MarkShipped(
+        self,
+        request: _order_pb2.MarkShippedRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_order_pb2.MarkShippedResponse, _abc.Awaitable[_order_pb2.MarkShippedResponse]]:
+        """A delivery partner or store marks a delivery fulfilment shipped."""
+
+    @_abc_1.abstractmethod
+    def MarkDelivered(
+        self,
+        request: _order_pb2.MarkDeliveredRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_order_pb2.MarkDeliveredResponse, _abc.Awaitable[_order_pb2.MarkDeliveredResponse]]:
+        """A delivery partner marks a delivery fulfilment delivered (completes the order when all are)."""
+
+    @_abc_1.abstractmethod
+    def RunMaintenance(
+        self,
+        request: _order_pb2.RunMaintenanceRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_order_pb2.RunMaintenanceResponse, _abc.Awaitable[_order_pb2.RunMaintenanceResponse]]:
+        """Runs the recovery, expiry and outbox work once (operators and tests; workers run it too)."""
 
 def add_OrderServiceServicer_to_server(servicer: OrderServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

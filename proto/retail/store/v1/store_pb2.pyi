@@ -91,6 +91,8 @@ class _AdjustmentReasonEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_Adju
     ADJUSTMENT_REASON_COUNT_CORRECTION: _AdjustmentReason.ValueType  # 2
     ADJUSTMENT_REASON_DAMAGE: _AdjustmentReason.ValueType  # 3
     ADJUSTMENT_REASON_TILL_SALE: _AdjustmentReason.ValueType  # 4
+    ADJUSTMENT_REASON_RETURN: _AdjustmentReason.ValueType  # 5
+    """Goods returned by a customer and put back on sale (positive)."""
 
 class AdjustmentReason(_AdjustmentReason, metaclass=_AdjustmentReasonEnumTypeWrapper): ...
 
@@ -99,6 +101,8 @@ ADJUSTMENT_REASON_RECEIVE: AdjustmentReason.ValueType  # 1
 ADJUSTMENT_REASON_COUNT_CORRECTION: AdjustmentReason.ValueType  # 2
 ADJUSTMENT_REASON_DAMAGE: AdjustmentReason.ValueType  # 3
 ADJUSTMENT_REASON_TILL_SALE: AdjustmentReason.ValueType  # 4
+ADJUSTMENT_REASON_RETURN: AdjustmentReason.ValueType  # 5
+"""Goods returned by a customer and put back on sale (positive)."""
 Global___AdjustmentReason: _TypeAlias = AdjustmentReason  # noqa: Y015
 
 class _ReservationStatus:
