@@ -17,8 +17,11 @@ per data size:
    atomic conditional updates (`InventoryBook.take`'s `update_one`) on an inventory-shaped
    document in store-svc's `inventory` collection, done from this process. On a database
    server of its own (var/bench/discovery-reservations): first fresh, then again after
-   `--fill-writes` retryable writes (SecantusDB's per-write cost grows with the retryable
-   writes of the last 30 minutes, see `fill_retryable_writes`).
+   `--fill-writes` retryable writes from another client (SecantusDB 0.7.0b3's per-write cost
+   grew with the retryable writes of the last 30 minutes while the services sent theirs as
+   retryable writes; see `fill_retryable_writes`). Each phase also prints the CPU time per
+   reservation of the database server, store-svc and this process (the client), from
+   /proc/<pid>/stat before and after the bursts, and the load average.
 
 Services run as `make run` starts them (`python -m catalog_svc` / `store_svc` / `gateway`);
 wrk, a separate process, loads gateway and floor at the same concurrency, alternating for
@@ -409,15 +412,21 @@ async def floor_burst(uri: str, database: str, clients: int, key: str) -> float:
 
 
 async def fill_retryable_writes(uri: str, database: str, writes: int, clients: int) -> float:
-    """`writes` retryable single-document updates (PyMongo's default on a replica set) on a
-    scratch document, `clients` at a time; returns the seconds taken. SecantusDB 0.7.0b3
-    keeps a reply record per retryable write for 30 minutes, at most 10,000, and prunes them
-    on every retryable write (a scan, and a sort of all records once the cap is reached), so
-    a server that has taken 10,000 writes in the last half hour — any sustained write load —
-    pays more per write than a fresh one."""
-    from retail_kit.mongo import connect
+    """`writes` retryable single-document updates on a scratch document, `clients` at a
+    time; returns the seconds taken. SecantusDB 0.7.0b3 keeps a reply record per retryable
+    write for 30 minutes, at most 10,000, and prunes them on every retryable write (a scan,
+    and a sort of all records once the cap is reached), so while the services sent their
+    writes as retryable writes (PyMongo's default on a replica set), a server that had taken
+    10,000 writes in the last half hour paid 10-15 ms more per write than a fresh one. The
+    embedded URI now turns retryable writes off (`retail_kit.embedded`); this client asks for
+    them explicitly, so the server's record table is full (the worst case: any tool that
+    connects with a plain URI) and the second phase shows whether the services' writes still
+    pay for it."""
+    from pymongo import AsyncMongoClient
 
-    client = connect(uri, "bench-fill")
+    client: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(
+        uri, appname="bench-fill", retryWrites=True
+    )
     try:
         collection = client[database]["bench_scratch"]
         await collection.insert_one({"_id": "fill", "n": 0})
@@ -464,13 +473,23 @@ def bench_reservations(args: argparse.Namespace) -> dict[str, dict[str, float]]:
             text = await store_bench.reservations_per_second(stub, store_id, args.clients, 1)
         return float(text.split("/s", 1)[0])  # "21/s (rounds: 21)": whole units
 
+    processes: dict[str, int] = {}
+    cpu: dict[str, dict[str, dict[str, float]]] = {}
+
     def rounds(phase: str, first_store: int) -> dict[str, list[float]]:
         rates: dict[str, list[float]] = {"floor": [], "grpc": []}
+        spent = cpu.setdefault(phase, {"floor": {}, "grpc": {}})
         for round_number in range(1, args.reserve_rounds + 1):
             store_id = RESERVE_STORE % (first_store + round_number - 1)  # a fresh store each
             key = f"{store_id}:floor_hot_sku"
+            before = cpu_ms(processes)
             floor_rate = asyncio.run(floor_burst(uri, database, args.clients, key))
+            between = cpu_ms(processes)
             grpc_rate = asyncio.run(grpc_burst(store_id))
+            after = cpu_ms(processes)
+            for name in processes:
+                spent["floor"][name] = spent["floor"].get(name, 0.0) + between[name] - before[name]
+                spent["grpc"][name] = spent["grpc"].get(name, 0.0) + after[name] - between[name]
             rates["floor"].append(floor_rate)
             rates["grpc"].append(grpc_rate)
             print(
@@ -486,6 +505,10 @@ def bench_reservations(args: argparse.Namespace) -> dict[str, dict[str, float]]:
         with stack(env) as running:
             store = running.spawn("-m", "store_svc")
             wait_serving("store-svc", f"127.0.0.1:{port}", store)
+            assert server.process is not None
+            processes.update(
+                {"database": server.process.pid, "store-svc": store.pid, "client": os.getpid()}
+            )
             # warm-up burst on a store the measured rounds do not use
             asyncio.run(grpc_burst(RESERVE_STORE % 20))
             asyncio.run(floor_burst(uri, database, 4, "st_020:warm"))
@@ -493,7 +516,7 @@ def bench_reservations(args: argparse.Namespace) -> dict[str, dict[str, float]]:
             if args.fill_writes:
                 took = asyncio.run(fill_retryable_writes(uri, database, args.fill_writes, 16))
                 log(f"{args.fill_writes:,} retryable writes in {took:.1f} s")
-                phase = f"after {args.fill_writes:,} writes"
+                phase = f"after {args.fill_writes:,} retryable writes"
                 results[phase] = rounds(phase, 1 + args.reserve_rounds)
     finally:
         server.stop()
@@ -515,7 +538,25 @@ def bench_reservations(args: argparse.Namespace) -> dict[str, dict[str, float]]:
             print(f"{label:48} {medians[phase][name]:8.1f}  {shown}")
         ratio = medians[phase]["grpc"] / medians[phase]["floor"]
         print(f"{'ReserveStock / floor':48} {ratio:7.2f}x", flush=True)
+        calls = args.clients * args.reserve_rounds
+        for name in labels:
+            shares = ", ".join(f"{p} {ms / calls:.2f}" for p, ms in cpu[phase][name].items())
+            total = sum(cpu[phase][name].values()) / calls
+            print(f"  CPU ms per reservation, {name}: {shares} (total {total:.2f})")
+    print("load average: " + " ".join(f"{x:.2f}" for x in os.getloadavg()), flush=True)
     return medians
+
+
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def cpu_ms(processes: dict[str, int]) -> dict[str, float]:
+    """User + system CPU time so far of each process (/proc/<pid>/stat), in ms."""
+    spent = {}
+    for name, pid in processes.items():
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        spent[name] = (int(fields[11]) + int(fields[12])) * 1000 / CLOCK_TICKS
+    return spent
 
 
 def sizes(text: str) -> list[int]:
@@ -565,6 +606,7 @@ def main() -> None:
         "?",
     )
     print(f"{datetime.now(UTC):%Y-%m-%d %H:%M} UTC, {os.cpu_count()} cores, {cpu}", flush=True)
+    print("load average: " + " ".join(f"{x:.2f}" for x in os.getloadavg()), flush=True)
     try:
         search_results = bench_search(base_env, args) if "search" in scenarios else {}
         nearby_results = bench_nearby(base_env, args) if "nearby" in scenarios else {}

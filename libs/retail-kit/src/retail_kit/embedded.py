@@ -13,6 +13,15 @@ are still in its own memory: a kill -9 lost 11-47 of the last acknowledged updat
 trial (libs/retail-kit/tests/test_embedded_durability.py). The fsync costs about 3x on
 sequential single writes (docs/BENCHMARKS.md); `sync_on_commit=False`
 (DEVSTACK_SYNC_ON_COMMIT=0) trades that safety for speed, e.g. for throwaway benchmark data.
+
+Retryable writes: the URI this module hands out (`EmbeddedDatabase.uri`, and
+`retail_kit.settings.EMBEDDED_MONGODB_URI`, the services' default) carries
+`retryWrites=false`. SecantusDB 0.7.0b3 keeps a reply record per retryable write (30
+minutes, at most 10,000) and scans all of them, and sorts them once at the cap, on every
+retryable write; after ~10,000 writes each write cost 10-15 ms more (docs/BENCHMARKS.md,
+issue 6). The services do not need the driver's retry for exactness: every hot write carries
+its own operation id or is a compare-and-set (docs/ARCHITECTURE.md). A MONGODB_URI set by
+the user is used exactly as given, so a production MongoDB keeps PyMongo's default (on).
 """
 
 from __future__ import annotations
@@ -26,6 +35,12 @@ import time
 from pathlib import Path
 
 SERVER_PROGRAM = "secantusd-py"
+EMBEDDED_URI_OPTIONS = "retryWrites=false"
+
+
+def embedded_uri(host: str, port: int) -> str:
+    """The URI of an embedded server, with the client options it needs (module docstring)."""
+    return f"mongodb://{host}:{port}/?{EMBEDDED_URI_OPTIONS}"
 
 
 def server_program() -> Path:
@@ -84,7 +99,7 @@ class EmbeddedDatabase:
 
     @property
     def uri(self) -> str:
-        return f"mongodb://{self.host}:{self.port}/"
+        return embedded_uri(self.host, self.port)
 
     def command(self) -> list[str]:
         command = [

@@ -10,18 +10,26 @@ from pymongo import AsyncMongoClient, IndexModel
 from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import DuplicateKeyError
+from pymongo.monitoring import CommandListener
 from pymongo.results import UpdateResult
 
 Document = dict[str, Any]
 
 
-def connect(uri: str, app_name: str) -> AsyncMongoClient[Document]:
-    """Creates the client lazily: nothing is contacted until the first command."""
+def connect(
+    uri: str, app_name: str, *, listeners: Sequence[CommandListener] = ()
+) -> AsyncMongoClient[Document]:
+    """Creates the client lazily: nothing is contacted until the first command.
+
+    Client options in `uri` are honoured as given: the embedded server's URI turns
+    retryable writes off (`retail_kit.embedded`), a production MONGODB_URI keeps PyMongo's
+    default (on) unless it says otherwise."""
     return AsyncMongoClient(
         uri,
         appname=app_name,
         serverSelectionTimeoutMS=2_000,
         tz_aware=True,
+        event_listeners=list(listeners),
     )
 
 

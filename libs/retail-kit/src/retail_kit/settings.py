@@ -8,7 +8,10 @@ import types
 from collections.abc import Mapping
 from typing import Any, TypeVar, get_type_hints
 
-EMBEDDED_MONGODB_URI = "mongodb://127.0.0.1:27117/"
+from retail_kit.embedded import embedded_uri
+
+EMBEDDED_MONGODB_URI = embedded_uri("127.0.0.1", 27117)
+"""The embedded default (`make run`'s SecantusDB), without retryable writes (see embedded)."""
 
 SHARED_ENV = "shared_env"
 """Field metadata key: an unprefixed variable also read for this field (e.g. MONGODB_URI)."""
