@@ -7,7 +7,7 @@ gateway's answer. What the stack costs above the database reads is the differenc
 - `/search?q=咖啡&first=20`: catalog-svc's SearchProducts reads for a text query — the
   `t:<token>` postings in one `$in` (`retail_kit.mongo.find_by_ids`, deliberately not
   `CatalogRepository.get_postings`, which serves them from its in-process cache),
-  `search.rank` / `search.page_after`, then the page's products by `_id`
+  `search.rank` and the first page of its result, then the page's products by `_id`
   (`CatalogRepository.get_products`).
   The postings are decoded on every call: this floor is the uncached database cost, and
   catalog-svc, whose posting cache is on by default, may beat it.
@@ -58,7 +58,7 @@ async def search_products(request: Request) -> JSONResponse:
     found = await find_by_ids(catalog_db[POSTINGS], keys)
     postings = {key: dict(doc.get("e") or {}) for key, doc in found.items()}
     result = search.rank(tokens, postings, keys, search.SearchFilter())
-    page = search.page_after(result.hits, None, first + 1)[:first]
+    page = result.page(None, first)
     products = await catalog.get_products([h.product_id for h in page])
     edges = [
         {
@@ -71,7 +71,7 @@ async def search_products(request: Request) -> JSONResponse:
         for p in (products[h.product_id] for h in page if h.product_id in products)
     ]
     facets = [{"count": n} for _, n in result.category_facets]
-    body = {"totalCount": len(result.hits), "edges": edges, "categoryFacets": facets}
+    body = {"totalCount": len(result), "edges": edges, "categoryFacets": facets}
     return JSONResponse({"data": {"search": body}})
 
 

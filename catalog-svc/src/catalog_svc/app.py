@@ -21,10 +21,12 @@ SERVICE_NAMES = (catalog_pb2.DESCRIPTOR.services_by_name["CatalogService"].full_
 def build_repository(
     database: AsyncDatabase[Document], settings: ServiceSettings
 ) -> CatalogRepository:
-    """The service's repository, with a posting cache unless `search_cache_entries` is 0."""
-    entries = settings.search_cache_entries if isinstance(settings, CatalogSettings) else 0
-    cache = PostingCache(entries) if entries > 0 else None
-    return CatalogRepository(database, cache)
+    """The service's repository, with a posting cache unless `search_cache_entries` is 0 (and
+    in it a ranked-result cache unless `search_result_cache_entries` is 0)."""
+    if not isinstance(settings, CatalogSettings) or settings.search_cache_entries <= 0:
+        return CatalogRepository(database, None)
+    results = max(settings.search_result_cache_entries, 0)
+    return CatalogRepository(database, PostingCache(settings.search_cache_entries, results))
 
 
 def register(server: grpc.aio.Server, context: ServiceContext) -> None:

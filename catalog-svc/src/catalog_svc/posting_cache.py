@@ -31,15 +31,25 @@ retry of the failed call bumps.
 Bounded as an LRU by the total number of product entries held (`max_entries`); a posting
 larger than the whole budget is served but not kept. Cached postings are shared between
 calls and must not be modified.
+
+Ranked search results (`search.SearchResult`: every hit in order, plus the facet counts)
+are kept the same way in a second LRU, keyed by what decides them (query tokens, posting
+keys, the filter with its category subtree already expanded) and bounded by the hits held
+(`max_results`). A result is computed only from postings read (or cached) under the
+revision its caller read first, so it is tagged with that revision and dropped with the
+postings; the reasoning above holds for it unchanged. The category subtree is read per call
+(category moves do not bump the revision), so a moved category gives another key.
 """
 
 from __future__ import annotations
 
 import bisect
 from collections import OrderedDict
-from collections.abc import Mapping, Sequence
+from collections.abc import Hashable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
+
+from catalog_svc.search import SearchResult
 
 
 class Posting:
@@ -73,21 +83,32 @@ class CacheStats:
     misses: int = 0
     drops: int = 0  # times the revision changed and everything was dropped
     evictions: int = 0
+    result_hits: int = 0
+    result_misses: int = 0
+    result_evictions: int = 0
 
 
 @dataclass(slots=True)
 class PostingCache:
     max_entries: int
+    max_results: int = 0  # hits held over the cached ranked results; 0: results not cached
     revision: str | None = None
     index_complete: bool | None = None  # catalog_meta.search_index, under the same revision
     stats: CacheStats = field(default_factory=CacheStats)
     _postings: OrderedDict[str, Posting] = field(default_factory=OrderedDict)
     _size: int = 0
+    _results: OrderedDict[Hashable, SearchResult] = field(default_factory=OrderedDict)
+    _results_size: int = 0
 
     @property
     def size(self) -> int:
         """Product entries held, summed over the cached postings (+1 per posting)."""
         return self._size
+
+    @property
+    def results_size(self) -> int:
+        """Hits (+ facet values, +1 each) held, summed over the cached ranked results."""
+        return self._results_size
 
     def __len__(self) -> int:
         return len(self._postings)
@@ -95,10 +116,12 @@ class PostingCache:
     def observe(self, revision: str) -> None:
         """The revision just read from the database: a different one drops everything."""
         if revision != self.revision:
-            if self._postings or self.index_complete is not None:
+            if self._postings or self._results or self.index_complete is not None:
                 self.stats.drops += 1
             self._postings.clear()
             self._size = 0
+            self._results.clear()
+            self._results_size = 0
             self.index_complete = None
             self.revision = revision
 
@@ -124,6 +147,31 @@ class PostingCache:
             _, evicted = self._postings.popitem(last=False)
             self._size -= _weight(evicted)
             self.stats.evictions += 1
+
+    def get_result(self, key: Hashable) -> SearchResult | None:
+        result = self._results.get(key)
+        if result is None:
+            self.stats.result_misses += 1
+            return None
+        self._results.move_to_end(key)
+        self.stats.result_hits += 1
+        return result
+
+    def put_result(self, revision: str, key: Hashable, result: SearchResult) -> None:
+        """Keeps a result ranked from postings read under `revision`, if the cache is still
+        there; a result larger than the whole budget is not kept."""
+        weight = result.weight
+        if revision != self.revision or weight > self.max_results:
+            return
+        old = self._results.pop(key, None)
+        if old is not None:
+            self._results_size -= old.weight
+        self._results[key] = result
+        self._results_size += weight
+        while self._results_size > self.max_results:
+            _, evicted = self._results.popitem(last=False)
+            self._results_size -= evicted.weight
+            self.stats.result_evictions += 1
 
     def put_index_complete(self, revision: str, complete: bool) -> None:
         if revision == self.revision:

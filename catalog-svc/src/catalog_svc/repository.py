@@ -305,6 +305,31 @@ class CatalogRepository:
         postings = await self._postings(keys, await self._observe_revision())
         return {key: posting.entries for key, posting in postings.items()}
 
+    async def search(
+        self,
+        tokens: Sequence[str],
+        keys: Sequence[str],
+        search_filter: search.SearchFilter,
+    ) -> search.SearchResult:
+        """`search.rank` over the postings `keys` (the query's ``t:`` postings, or the
+        candidates of an empty query). Served from the result cache while the index revision
+        is unchanged (one revision read), else ranked from the postings (cached or read) and
+        kept under the revision read first; see posting_cache.py. Shared, do not modify."""
+        revision = await self._observe_revision()
+        cache = self.cache
+        key = (tuple(tokens), tuple(keys), search_filter)
+        if cache is not None and revision is not None and cache.max_results > 0:
+            cached = cache.get_result(key)
+            if cached is not None:
+                return cached
+        postings = await self._postings(keys, revision)
+        result = search.rank(
+            tokens, {k: posting.entries for k, posting in postings.items()}, keys, search_filter
+        )
+        if cache is not None and revision is not None and cache.max_results > 0:
+            cache.put_result(revision, key, result)
+        return result
+
     async def _postings(self, keys: Sequence[str], revision: str | None) -> dict[str, Posting]:
         cache = self.cache
         found: dict[str, Posting] = {}

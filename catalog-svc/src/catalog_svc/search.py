@@ -16,11 +16,13 @@ products collection, so its cost follows the size of those postings, not of the 
 
 from __future__ import annotations
 
+import bisect
 import re
 import unicodedata
 from collections import Counter
 from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from operator import itemgetter
 
 from catalog_svc.domain import Product, ProductStatus
 
@@ -131,12 +133,13 @@ class SearchFilter:
         return self.max_price is None or price <= self.max_price
 
 
+_NO_FILTER = SearchFilter()
+
+
 @dataclass(frozen=True, slots=True)
 class Hit:
     product_id: str
-    score: int  # matched query tokens
-    category_id: str
-    brand_id: str
+    score: int  # matched query tokens (0 for an empty query)
 
     @property
     def sort_key(self) -> tuple[int, str]:
@@ -145,9 +148,34 @@ class Hit:
 
 @dataclass(frozen=True, slots=True)
 class SearchResult:
-    hits: list[Hit]  # every filtered hit, best first
+    """Every filtered hit, best first (matched tokens desc, then product id), as two parallel
+    lists, with facet counts over all of them. Shared by the result cache: do not modify."""
+
+    product_ids: list[str]
+    scores: list[int]
     category_facets: list[tuple[str, int]]
     brand_facets: list[tuple[str, int]]
+
+    def __len__(self) -> int:
+        return len(self.product_ids)
+
+    @property
+    def weight(self) -> int:
+        """What the result cache counts it as: hits and facet values, +1 (never 0)."""
+        return len(self.product_ids) + len(self.category_facets) + len(self.brand_facets) + 1
+
+    @property
+    def hits(self) -> list[Hit]:
+        return [Hit(pid, score) for pid, score in zip(self.product_ids, self.scores, strict=True)]
+
+    def page(self, after: tuple[int, str] | None, size: int) -> list[Hit]:
+        """`size` hits after the sort key `after` (exclusive), found by bisection."""
+        ids, scores = self.product_ids, self.scores
+        start = 0
+        if after is not None:
+            start = bisect.bisect_right(range(len(ids)), after, key=lambda i: (-scores[i], ids[i]))
+        end = min(start + size, len(ids))
+        return [Hit(ids[i], scores[i]) for i in range(start, end)]
 
 
 def _facets(values: Iterable[str]) -> list[tuple[str, int]]:
@@ -164,35 +192,45 @@ def rank(
 
     With tokens, `postings` holds their ``t:`` postings; without, the union of the postings
     named by `candidate_keys` is the candidate set (``all``, ``cat:`` or ``brand:``).
+
+    The per-hit work is done by C loops (dict and Counter updates, `map`, one sort by id and,
+    only when scores differ, one stable sort by score): no object per hit.
     """
-    scores: Counter[str] = Counter()
-    entries: dict[str, Sequence[str | int]] = {}
-    keys = [token_key(t) for t in tokens] if tokens else list(candidate_keys)
-    for key in keys:
-        for product_id, entry in postings.get(key, {}).items():
-            scores[product_id] += 1
-            entries[product_id] = entry
+    keys = [token_key(t) for t in tokens] if tokens else list(dict.fromkeys(candidate_keys))
     needed = minimum_match(len(tokens)) if tokens else 1
-    hits = sorted(
-        (
-            Hit(pid, score if tokens else 0, str(entries[pid][0]), str(entries[pid][1]))
-            for pid, score in scores.items()
-            if score >= needed and search_filter.accepts(entries[pid])
-        ),
-        key=lambda hit: hit.sort_key,
-    )
+    entries: Mapping[str, Sequence[str | int]]
+    counts: Counter[str] | None = None
+    if len(keys) == 1:
+        entries = postings.get(keys[0], {})  # every product in it matches once
+        candidates: Iterable[str] = entries
+    else:
+        merged: dict[str, Sequence[str | int]] = {}
+        counts = Counter()
+        for key in keys:
+            posting = postings.get(key, {})
+            counts.update(posting.keys())
+            merged.update(posting)
+        entries = merged
+        candidates = counts if needed <= 1 else [p for p, n in counts.items() if n >= needed]
+    if search_filter != _NO_FILTER:
+        accepts = search_filter.accepts
+        candidates = [pid for pid in candidates if accepts(entries[pid])]
+    product_ids = sorted(candidates)
+    if not tokens:
+        scores = [0] * len(product_ids)
+    elif counts is None:
+        scores = [1] * len(product_ids)
+    else:
+        # Stable: equal scores keep the id order of the first sort.
+        product_ids.sort(key=counts.__getitem__, reverse=True)
+        scores = list(map(counts.__getitem__, product_ids))
+    matched = list(map(entries.__getitem__, product_ids))
     return SearchResult(
-        hits,
-        _facets(hit.category_id for hit in hits),
-        _facets(hit.brand_id for hit in hits),
+        product_ids,
+        scores,
+        _facets(map(itemgetter(0), matched)),
+        _facets(map(itemgetter(1), matched)),
     )
-
-
-def page_after(hits: Sequence[Hit], after: tuple[int, str] | None, size: int) -> list[Hit]:
-    """`size` hits after the sort key `after` (exclusive); hits are sorted by sort_key."""
-    if after is not None:
-        hits = [h for h in hits if h.sort_key > after]
-    return list(hits[:size])
 
 
 def subtree(category_ids: Iterable[str], parents: Mapping[str, str | None]) -> frozenset[str]:

@@ -376,10 +376,8 @@ class CatalogServicer(catalog_pb2_grpc.CatalogServiceServicer):
             keys = [search.brand_key(b) for b in sorted(brand_ids)]
         else:
             keys = [search.ALL_KEY]
-        postings = await self._repository.get_postings(keys)
-        result = search.rank(
+        result = await self._repository.search(
             tokens,
-            postings,
             keys,
             search.SearchFilter(
                 category_ids=subtree,
@@ -388,7 +386,7 @@ class CatalogServicer(catalog_pb2_grpc.CatalogServiceServicer):
                 max_price=high or None,
             ),
         )
-        page = search.page_after(result.hits, after, size + 1)
+        page = result.page(after, size + 1)
         page, more = page[:size], len(page) > size
         found = await self._repository.get_products([h.product_id for h in page])
         return catalog_pb2.SearchProductsResponse(
@@ -398,7 +396,7 @@ class CatalogServicer(catalog_pb2_grpc.CatalogServiceServicer):
                 if more
                 else ""
             ),
-            total_count=len(result.hits),
+            total_count=len(result),
             category_facets=[
                 catalog_pb2.FacetCount(value=v, count=n) for v, n in result.category_facets
             ],
