@@ -64,6 +64,7 @@ class Reason(enum.StrEnum):
     SCOPE = "scope"
     THRESHOLD = "threshold"
     POINTS = "points"
+    CLAIM_CODE = "claim_code"
 
 
 @dataclass(frozen=True, slots=True)

@@ -43,6 +43,16 @@ def not_applicable(
     )
 
 
+def claim_refused(template_id: str, reason: Reason, field: str, text: str) -> ServiceError:
+    return ServiceError(
+        grpc.StatusCode.FAILED_PRECONDITION,
+        common_pb2.ERROR_REASON_COUPON_NOT_APPLICABLE,
+        f"coupon template {template_id!r} cannot be claimed so: {text}",
+        violations=[FieldViolation(field, text)],
+        metadata={"template_id": template_id, "reason": reason.value},
+    )
+
+
 def coupon_expired(coupon_id: str, valid_until: str) -> ServiceError:
     return ServiceError(
         grpc.StatusCode.FAILED_PRECONDITION,

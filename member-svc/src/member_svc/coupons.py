@@ -26,33 +26,45 @@ from __future__ import annotations
 import contextlib
 import logging
 from collections.abc import Callable, Sequence
+from dataclasses import replace
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import DuplicateKeyError
 
+from member_svc.audit import actor_to_document
 from member_svc.coupon_domain import (
     Coupon,
     CouponKind,
     CouponScope,
     CouponStatus,
     CouponTemplate,
+    Evaluation,
+    Line,
     LineDiscount,
+    Reason,
     TemplateStatus,
     coupon_id,
+    evaluate,
     new_code,
+    rank,
 )
 from member_svc.coupon_errors import (
+    already_exists,
+    claim_refused,
+    coupon_expired,
     coupon_not_found,
     invalid_state,
+    key_reused,
     limit_reached,
+    not_applicable,
     template_expired,
 )
-from member_svc.domain import Actor, Channel, MemberStatus
+from member_svc.domain import Actor, ActorKind, Channel, MemberStatus
 from member_svc.repository import MEMBERS
 from member_svc.settings import MemberSettings
-from retail_kit.errors import ServiceError, not_found
+from retail_kit.errors import FieldViolation, ServiceError, invalid_argument, not_found
 from retail_kit.mongo import Document, IndexDeclaration, find_by_ids
 
 if TYPE_CHECKING:
@@ -69,6 +81,11 @@ MAX_MERGE_HOPS = 8
 MAX_ATTEMPTS = 20
 # An ISSUING coupon older than this was left by a crash; the job finishes it.
 STALE_ISSUING = timedelta(minutes=1)
+JOB_BATCH = 500
+# EvaluateCoupons judges at most this many of a member's newest live coupons.
+MAX_EVALUATED = 500
+LIVE = (CouponStatus.AVAILABLE.value, CouponStatus.LOCKED.value)
+HELD = (CouponStatus.LOCKED, CouponStatus.REDEEMED)
 
 
 class PartialIndex(IndexDeclaration):
@@ -268,6 +285,63 @@ class CouponBook:
             current = doc["merged_into"]
         return current  # pragma: no cover - merge chains are short
 
+    # -- templates -------------------------------------------------------------------------
+
+    async def create_template(
+        self, template: CouponTemplate, *, request_id: str, fingerprint: str, actor: Actor
+    ) -> CouponTemplate:
+        """Creates the template once: a replay (same id, same request) answers the stored
+        template; another request for the id is IDEMPOTENCY_KEY_REUSED (same request id) or
+        ALREADY_EXISTS; a claim code of another template is ALREADY_EXISTS."""
+        doc = template_to_document(template)
+        doc.update(
+            request_id=request_id,
+            fingerprint=fingerprint,
+            created_by=actor_to_document(actor),
+            update_time=template.create_time,
+        )
+        try:
+            await self._templates.insert_one(doc)
+        except DuplicateKeyError as error:
+            existing = await self._templates.find_one({"_id": template.id})
+            if existing is not None:
+                if existing.get("fingerprint") == fingerprint:
+                    return template_from_document(existing)
+                if request_id and existing.get("request_id") == request_id:
+                    raise key_reused("request_id", request_id) from None
+                raise already_exists("coupon template", "template.id", template.id) from None
+            if _duplicate_key(error) == "claim_code":
+                raise already_exists(
+                    "coupon template", "template.claim_code", template.claim_code
+                ) from None
+            raise  # pragma: no cover - no other unique index
+        return template
+
+    async def set_template_status(
+        self, template_id: str, status: TemplateStatus, now: datetime
+    ) -> CouponTemplate:
+        """Pauses or resumes issuing; coupons already issued stay usable. Idempotent."""
+        result = await self._templates.update_one(
+            {"_id": template_id}, {"$set": {"status": status.value, "update_time": now}}
+        )
+        if result.matched_count == 0:
+            raise coupon_not_found("template_id", template_id, "coupon template")
+        return await self.require_template(template_id)
+
+    async def list_templates(
+        self, limit: int, after: tuple[datetime, str] | None
+    ) -> list[CouponTemplate]:
+        """Newest first, `limit` templates after the (create_time, _id) `after`."""
+        query: Document = {}
+        if after is not None:
+            create_time, last_id = after
+            query["$or"] = [
+                {"create_time": {"$lt": create_time}},
+                {"create_time": create_time, "_id": {"$lt": last_id}},
+            ]
+        cursor = self._templates.find(query).sort([("create_time", -1), ("_id", -1)]).limit(limit)
+        return [template_from_document(doc) async for doc in cursor]
+
     # -- issue -----------------------------------------------------------------------------
 
     async def issue(
@@ -277,9 +351,13 @@ class CouponBook:
         `issue_ref`: a replay answers the coupon the first call issued, whatever happened
         since. NOT_FOUND (template, member), FAILED_PRECONDITION LIMIT_REACHED
         {"limit": "total"|"per_member"}, INVALID_STATE (paused), EXPIRED (window over)."""
-        existing = await self._coupons.find_one({"issue_ref": issue_ref})
+        existing = await self.find_issued(issue_ref)
         if existing is not None:
-            return await self._finish(existing)
+            if existing.template_id != template_id or existing.member_id != (
+                await self._resolve_member(member_id)
+            ):
+                raise key_reused("reference", issue_ref)
+            return existing
         template = await self.require_template(template_id)
         owner = await self._resolve_member(member_id)
         now = self._clock()
@@ -328,7 +406,7 @@ class CouponBook:
                     "issue_ref": issue_ref,
                     "source": source,
                     "issue_time": now,
-                    "actor": {"kind": actor.kind.value, "id": actor.id, "store_id": actor.store_id},
+                    "actor": actor_to_document(actor),
                 }
                 try:
                     await self._coupons.insert_one(doc)
@@ -386,6 +464,391 @@ class CouponBook:
             raise coupon_not_found("coupon_id", doc["_id"])
         return coupon_from_document(fresh)
 
+    # -- claim -----------------------------------------------------------------------------
+
+    async def template_by_claim_code(self, claim_code: str) -> CouponTemplate:
+        doc = await self._templates.find_one({"claim_code": claim_code})
+        if doc is None:
+            raise coupon_not_found("claim_code", claim_code, "claim code")
+        return template_from_document(doc)
+
+    async def claim(
+        self,
+        member_id: str,
+        *,
+        template_id: str,
+        claim_code: str,
+        store_id: str,
+        request_id: str,
+    ) -> Coupon:
+        """A member takes a coupon of a template (by id, or by its public claim code; a
+        template with a code is claimed only with it), in one of the template's stores when
+        it names any (a trade-area promotion). Idempotent by (member, request id)."""
+        if claim_code:
+            template = await self.template_by_claim_code(claim_code)
+        else:
+            template = await self.require_template(template_id)
+        issue_ref = f"claim:{member_id}:{request_id}"
+        existing = await self.find_issued(issue_ref)
+        if existing is not None:
+            if existing.template_id != template.id:
+                raise key_reused("request_id", request_id)
+            return existing
+        owner = await self._resolve_member(member_id)
+        if template.claim_code and not claim_code:
+            raise claim_refused(
+                template.id, Reason.CLAIM_CODE, "claim_code", "this coupon is claimed with its code"
+            )
+        if template.claim_store_ids and store_id not in template.claim_store_ids:
+            raise claim_refused(
+                template.id,
+                Reason.STORE,
+                "store_id",
+                "this coupon is claimed only in the stores of its trade area "
+                + ", ".join(template.claim_store_ids),
+            )
+        now = self._clock()
+        self.check_issuable(template, now)
+        actor = Actor(ActorKind.CUSTOMER, owner)
+        return await self._issue_new(template, owner, issue_ref, "claim", actor, now)
+
+    # -- a member's coupons ----------------------------------------------------------------
+
+    async def list_member_coupons(
+        self,
+        member_id: str,
+        status: CouponStatus | None,
+        limit: int,
+        after: tuple[datetime, str] | None,
+        now: datetime,
+    ) -> list[Coupon]:
+        """Newest first; `status` as a reader sees it (an ended window reads EXPIRED)."""
+        query: Document = {"member_id": member_id}
+        available, expired = CouponStatus.AVAILABLE.value, CouponStatus.EXPIRED.value
+        if status is None:
+            query["status"] = {"$ne": CouponStatus.ISSUING.value}
+        elif status is CouponStatus.AVAILABLE:
+            query.update(status=available, valid_until={"$gt": now})
+        elif status is CouponStatus.EXPIRED:
+            query["$or"] = [
+                {"status": expired},
+                {"status": available, "valid_until": {"$lte": now}},
+            ]
+        else:
+            query["status"] = status.value
+        if after is not None:
+            issue_time, last_id = after
+            page = [
+                {"issue_time": {"$lt": issue_time}},
+                {"issue_time": issue_time, "_id": {"$lt": last_id}},
+            ]
+            query = {"$and": [query, {"$or": page}]}
+        cursor = self._coupons.find(query).sort([("issue_time", -1), ("_id", -1)]).limit(limit)
+        return [coupon_from_document(doc) async for doc in cursor]
+
+    async def resolve_member(self, member_id: str) -> str:
+        return await self._resolve_member(member_id)
+
+    async def evaluate(
+        self,
+        member_id: str,
+        lines: Sequence[Line],
+        channel: Channel | None,
+        store_id: str | None,
+        now: datetime,
+    ) -> list[Evaluation]:
+        """Every live coupon of the member (available or locked, the newest MAX_EVALUATED)
+        judged against the lines; usable first, the largest discount first."""
+        cursor = (
+            self._coupons.find(
+                {"member_id": member_id, "status": {"$in": list(LIVE)}},
+            )
+            .sort([("issue_time", -1), ("_id", -1)])
+            .limit(MAX_EVALUATED)
+        )
+        coupons = [coupon_from_document(doc) async for doc in cursor]
+        templates = await self.get_templates([c.template_id for c in coupons])
+        return rank(
+            [
+                evaluate(c, templates[c.template_id], lines, channel, store_id, now)
+                for c in coupons
+                if c.template_id in templates
+            ]
+        )
+
+    # -- lock, redeem, release -------------------------------------------------------------
+
+    async def _require_coupon(self, coupon_id_: str) -> Document:
+        doc = await self._coupons.find_one({"_id": coupon_id_})
+        if doc is None:
+            raise coupon_not_found("coupon_id", coupon_id_)
+        if doc["status"] == CouponStatus.ISSUING.value:
+            with contextlib.suppress(ServiceError):
+                await self._finish(doc)
+            doc = await self._coupons.find_one({"_id": coupon_id_})
+            if doc is None:
+                raise coupon_not_found("coupon_id", coupon_id_)
+        return doc
+
+    async def _judge(
+        self,
+        coupon: Coupon,
+        member_id: str,
+        lines: Sequence[Line],
+        channel: Channel | None,
+        store_id: str | None,
+        with_points: bool,
+        now: datetime,
+    ) -> Evaluation:
+        """The coupon as an AVAILABLE coupon of `member_id` for these lines, or the error
+        that says why it does not apply."""
+        if coupon.member_id != member_id:
+            raise not_applicable(coupon.id, Reason.MEMBER, member_id=member_id)
+        template = await self.require_template(coupon.template_id)
+        available = replace(coupon, status=CouponStatus.AVAILABLE)
+        evaluation = evaluate(available, template, lines, channel, store_id, now)
+        if evaluation.reason is Reason.EXPIRED:
+            raise coupon_expired(coupon.id, coupon.valid_until.isoformat())
+        if evaluation.reason is not None:
+            raise not_applicable(coupon.id, evaluation.reason)
+        if with_points and not template.combinable_with_points:
+            raise not_applicable(coupon.id, Reason.POINTS)
+        return evaluation
+
+    async def lock(
+        self,
+        coupon_id_: str,
+        member_id: str,
+        order_id: str,
+        lines: Sequence[Line],
+        channel: Channel | None,
+        store_id: str | None,
+        lock_until: datetime,
+        with_points: bool,
+    ) -> Coupon:
+        """Locks the coupon for the order with the discount these lines get (recomputed
+        here). Idempotent by order id: a replay answers the lock (or redemption) the order
+        already holds. A lock whose time has passed may be taken by another order."""
+        owner = await self._resolve_member(member_id)
+        for _ in range(MAX_ATTEMPTS):
+            doc = await self._require_coupon(coupon_id_)
+            coupon = coupon_from_document(doc)
+            now = self._clock()
+            if coupon.order_id == order_id and coupon.status in HELD:
+                return coupon
+            if coupon.member_id != owner:
+                raise not_applicable(coupon.id, Reason.MEMBER, member_id=owner)
+            if coupon.status is CouponStatus.EXPIRED:
+                raise coupon_expired(coupon.id, coupon.valid_until.isoformat())
+            if _held(coupon, now):
+                raise _held_elsewhere(coupon)
+            evaluation = await self._judge(
+                coupon, owner, lines, channel, store_id, with_points, now
+            )
+            condition = _as_judged(doc, now)
+            result = await self._coupons.update_one(
+                condition,
+                {
+                    "$set": {
+                        "status": CouponStatus.LOCKED.value,
+                        "order_id": order_id,
+                        "lock_until": lock_until,
+                        "discount": evaluation.discount,
+                        "line_discounts": _line_discounts_to_documents(evaluation.line_discounts),
+                        "with_points": with_points,
+                        "update_time": now,
+                    }
+                },
+            )
+            if result.matched_count:
+                return replace(
+                    coupon,
+                    status=CouponStatus.LOCKED,
+                    order_id=order_id,
+                    lock_until=lock_until,
+                    discount=evaluation.discount,
+                    line_discounts=evaluation.line_discounts,
+                    with_points=with_points,
+                )
+        raise invalid_state(f"coupon {coupon_id_!r} keeps changing; retry", coupon_id=coupon_id_)
+
+    async def redeem_locked(self, coupon_id_: str, order_id: str) -> Coupon:
+        """核销 of the coupon the order locked; idempotent by order id."""
+        for _ in range(MAX_ATTEMPTS):
+            doc = await self._require_coupon(coupon_id_)
+            coupon = coupon_from_document(doc)
+            if coupon.order_id == order_id and coupon.status is CouponStatus.REDEEMED:
+                return coupon
+            if coupon.order_id != order_id or coupon.status is not CouponStatus.LOCKED:
+                raise invalid_state(
+                    f"coupon {coupon.id!r} is not locked by order {order_id!r}; lock it first",
+                    coupon_id=coupon.id,
+                    status=coupon.status_at(self._clock()).value,
+                )
+            now = self._clock()
+            redeemed = await self._coupons.update_one(
+                {"_id": coupon.id, "status": CouponStatus.LOCKED.value, "order_id": order_id},
+                {
+                    "$set": {
+                        "status": CouponStatus.REDEEMED.value,
+                        "redeem_time": now,
+                        "update_time": now,
+                    }
+                },
+            )
+            if redeemed.matched_count:
+                return replace(coupon, status=CouponStatus.REDEEMED, redeem_time=now)
+        raise invalid_state(f"coupon {coupon_id_!r} keeps changing; retry", coupon_id=coupon_id_)
+
+    async def redeem_at_till(
+        self,
+        coupon_code: str,
+        member_id: str,
+        order_id: str,
+        lines: Sequence[Line],
+        channel: Channel | None,
+        store_id: str | None,
+        coupon_id_: str = "",
+    ) -> Coupon:
+        """核销 at the till by the code the member shows: judged against the lines, channel and
+        store, straight from AVAILABLE (or from this order's own lock); idempotent by order."""
+        doc = await self._coupons.find_one({"code": coupon_code})
+        if doc is None or doc["status"] == CouponStatus.ISSUING.value:
+            raise coupon_not_found("coupon_code", coupon_code)
+        if coupon_id_ and doc["_id"] != coupon_id_:
+            raise invalid_argument(
+                FieldViolation("coupon_code", "is the code of another coupon than coupon_id")
+            )
+        owner = await self._resolve_member(member_id)
+        for _ in range(MAX_ATTEMPTS):
+            coupon = coupon_from_document(doc)
+            now = self._clock()
+            if coupon.member_id != owner:
+                raise not_applicable(coupon.id, Reason.MEMBER, member_id=owner)
+            if coupon.order_id == order_id and coupon.status is CouponStatus.REDEEMED:
+                return coupon
+            if coupon.order_id == order_id and coupon.status is CouponStatus.LOCKED:
+                return await self.redeem_locked(coupon.id, order_id)
+            if coupon.status is CouponStatus.EXPIRED:
+                raise coupon_expired(coupon.id, coupon.valid_until.isoformat())
+            if _held(coupon, now):
+                raise _held_elsewhere(coupon)
+            evaluation = await self._judge(coupon, owner, lines, channel, store_id, False, now)
+            result = await self._coupons.update_one(
+                _as_judged(doc, now),
+                {
+                    "$set": {
+                        "status": CouponStatus.REDEEMED.value,
+                        "order_id": order_id,
+                        "lock_until": None,
+                        "discount": evaluation.discount,
+                        "line_discounts": _line_discounts_to_documents(evaluation.line_discounts),
+                        "with_points": False,
+                        "redeem_time": now,
+                        "update_time": now,
+                    }
+                },
+            )
+            if result.matched_count:
+                return replace(
+                    coupon,
+                    status=CouponStatus.REDEEMED,
+                    order_id=order_id,
+                    lock_until=None,
+                    discount=evaluation.discount,
+                    line_discounts=evaluation.line_discounts,
+                    with_points=False,
+                    redeem_time=now,
+                )
+            doc = await self._require_coupon(coupon.id)
+        raise invalid_state(f"coupon {coupon_code!r} keeps changing; retry")
+
+    async def release(self, coupon_id_: str, order_id: str) -> Coupon:
+        """Gives the coupon the order holds back to the member (EXPIRED if its window has
+        ended). Idempotent: a coupon this order does not hold is answered as it is; one this
+        order redeemed cannot be released (INVALID_STATE)."""
+        for _ in range(MAX_ATTEMPTS):
+            doc = await self._require_coupon(coupon_id_)
+            coupon = coupon_from_document(doc)
+            if coupon.order_id != order_id:
+                return coupon
+            if coupon.status is CouponStatus.REDEEMED:
+                raise invalid_state(
+                    f"coupon {coupon.id!r} was redeemed by order {order_id!r}; it cannot be "
+                    "released",
+                    coupon_id=coupon.id,
+                    status=coupon.status.value,
+                )
+            now = self._clock()
+            released = await self._free(coupon, now)
+            if released is not None:
+                return released
+        raise invalid_state(f"coupon {coupon_id_!r} keeps changing; retry", coupon_id=coupon_id_)
+
+    async def _free(
+        self, coupon: Coupon, now: datetime, expired_lock: bool = False
+    ) -> Coupon | None:
+        """LOCKED (by coupon.order_id) -> AVAILABLE, or EXPIRED after its window; None when
+        the coupon moved first."""
+        status = CouponStatus.EXPIRED if now >= coupon.valid_until else CouponStatus.AVAILABLE
+        condition: Document = {
+            "_id": coupon.id,
+            "status": CouponStatus.LOCKED.value,
+            "order_id": coupon.order_id,
+        }
+        if expired_lock:
+            condition["lock_until"] = {"$lte": now}
+        result = await self._coupons.update_one(
+            condition,
+            {
+                "$set": {
+                    "status": status.value,
+                    "order_id": None,
+                    "lock_until": None,
+                    "discount": 0,
+                    "line_discounts": [],
+                    "with_points": False,
+                    "update_time": now,
+                }
+            },
+        )
+        if result.matched_count == 0:
+            return None
+        return replace(
+            coupon,
+            status=status,
+            order_id="",
+            lock_until=None,
+            discount=0,
+            line_discounts=(),
+            with_points=False,
+        )
+
+    async def release_expired_locks(self, limit: int) -> tuple[int, bool]:
+        """Frees up to `limit` locks whose time has passed; (released, more due)."""
+        now = self._clock()
+        query = {"status": CouponStatus.LOCKED.value, "lock_until": {"$lte": now}}
+        cursor = self._coupons.find(query).sort("lock_until", 1).limit(limit + 1)
+        due = [coupon_from_document(doc) async for doc in cursor]
+        released = 0
+        for coupon in due[:limit]:
+            if await self._free(coupon, now, expired_lock=True) is not None:
+                released += 1
+        return released, len(due) > limit
+
+    async def mark_expired(self, now: datetime, limit: int) -> int:
+        """Stores EXPIRED on AVAILABLE coupons whose window has ended (readers already see
+        them EXPIRED; this keeps the status index honest)."""
+        query = {"status": CouponStatus.AVAILABLE.value, "valid_until": {"$lte": now}}
+        ids = [doc["_id"] async for doc in self._coupons.find(query, {"_id": 1}).limit(limit)]
+        if not ids:
+            return 0
+        result = await self._coupons.update_many(
+            {"_id": {"$in": ids}, **query},
+            {"$set": {"status": CouponStatus.EXPIRED.value, "update_time": now}},
+        )
+        return result.modified_count
+
     # -- merges ----------------------------------------------------------------------------
 
     async def reassign_member(self, absorbed_id: str, survivor_id: str) -> int:
@@ -411,6 +874,54 @@ class CouponBook:
         return done
 
 
+def _held(coupon: Coupon, now: datetime) -> bool:
+    """Redeemed, or locked by an order whose lock has not lapsed."""
+    if coupon.status is CouponStatus.REDEEMED:
+        return True
+    return (
+        coupon.status is CouponStatus.LOCKED
+        and coupon.lock_until is not None
+        and coupon.lock_until > now
+    )
+
+
+def _held_elsewhere(coupon: Coupon) -> ServiceError:
+    if coupon.status is CouponStatus.REDEEMED:
+        return invalid_state(
+            f"coupon {coupon.id!r} was redeemed by another order",
+            coupon_id=coupon.id,
+            status=coupon.status.value,
+            reason=Reason.REDEEMED.value,
+        )
+    until = coupon.lock_until.isoformat() if coupon.lock_until else ""
+    return invalid_state(
+        f"coupon {coupon.id!r} is locked by another order until {until}",
+        coupon_id=coupon.id,
+        status=coupon.status.value,
+        reason=Reason.LOCKED.value,
+    )
+
+
+def _as_judged(doc: Document, now: datetime) -> Document:
+    """The condition that the coupon is still as it was judged: AVAILABLE inside its window,
+    or LOCKED by the same order with the same (passed) lock time."""
+    if doc["status"] == CouponStatus.LOCKED.value:
+        return {
+            "_id": doc["_id"],
+            "status": CouponStatus.LOCKED.value,
+            "order_id": doc.get("order_id"),
+            "lock_until": doc.get("lock_until"),
+        }
+    return {
+        "_id": doc["_id"],
+        "status": CouponStatus.AVAILABLE.value,
+        "valid_until": {"$gt": now},
+    }
+
+
 async def lock_release_job(books: Books, now: datetime) -> int:
-    """One pass of the background job; returns how much it did (0 = nothing due)."""
-    return await books.coupons.finish_stale_issuing(now, 500)
+    """One pass: frees locks past lock_until, finishes ISSUING coupons a crash left, stores
+    EXPIRED on ended windows; returns how much it did (0 = nothing due)."""
+    released, _ = await books.coupons.release_expired_locks(JOB_BATCH)
+    finished = await books.coupons.finish_stale_issuing(now, JOB_BATCH)
+    return released + finished + await books.coupons.mark_expired(now, JOB_BATCH)
