@@ -255,14 +255,11 @@ async def test_bad_identity_is_invalid_argument_naming_the_field(
     assert [v.field for v in details.violations] == fields
 
 
-async def test_sketched_rpc_answers_unimplemented(
+async def test_ensure_member_finds_a_stored_member_by_any_spelling(
     members: member_pb2_grpc.MemberServiceStub,
 ) -> None:
-    with pytest.raises(grpc.aio.AioRpcError) as caught:
-        await members.EnsureMember(
-            member_pb2.EnsureMemberRequest(identity=identity(PHONE, "+8613800000009"))
-        )
-    assert caught.value.code() == grpc.StatusCode.UNIMPLEMENTED
-    details = RpcErrorDetails.from_rpc_error(caught.value)
-    assert details.reason == "NOT_IMPLEMENTED"
-    assert details.metadata == {"rpc": "EnsureMember"}
+    reply = await members.EnsureMember(
+        member_pb2.EnsureMemberRequest(identity=identity(PHONE, "138 0000 0004"))
+    )
+    assert reply.member.id == "m_0004"
+    assert not reply.created

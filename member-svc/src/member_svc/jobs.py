@@ -9,7 +9,7 @@ import logging
 from collections.abc import Awaitable, Callable
 from datetime import datetime
 
-from member_svc import campaigns, coupons, points, tiers
+from member_svc import campaigns, coupons, merge, points, tiers
 from member_svc.books import Books
 
 log = logging.getLogger(__name__)
@@ -21,6 +21,7 @@ JOBS: tuple[tuple[str, Job], ...] = (
     ("tier review", tiers.review_job),
     ("coupon lock release", coupons.lock_release_job),
     ("campaign issuance", campaigns.campaign_job),
+    ("merge resume", merge.resume_job),
 )
 
 

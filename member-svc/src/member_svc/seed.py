@@ -17,6 +17,7 @@ from member_svc.repository import (
     identity_documents,
     member_to_document,
 )
+from member_svc.tags import seed_tags
 from retail_kit.mongo import connect
 from retail_kit.seeding import SeedReport, upsert_documents
 
@@ -31,6 +32,7 @@ async def seed(mongodb_uri: str, database_name: str) -> list[SeedReport]:
         return [
             await upsert_documents(database[MEMBERS], [member_to_document(m) for m in members]),
             await upsert_documents(database[IDENTITIES], identities),
+            await seed_tags(database),
         ]
     finally:
         await client.close()
