@@ -54,7 +54,7 @@ HERE = Path(__file__).resolve().parent
 sys.path[:0] = [str(HERE), str(HERE.parent)]
 
 from devstack import wait_http, wait_serving  # noqa: E402
-from products import ROOT, Sample, wrk  # noqa: E402
+from products import ROOT, Sample, load_average, print_cpu, wrk  # noqa: E402
 
 from retail_kit.embedded import EmbeddedDatabase, free_port  # noqa: E402
 
@@ -156,15 +156,18 @@ def get_json(url: str) -> dict[str, Any]:
 Targets = dict[str, tuple[str, str, str]]  # name -> (url, wrk script, GraphQL query or "")
 
 
-def measure(name: str, targets: Targets, args: argparse.Namespace) -> dict[str, list[Sample]]:
-    """Warm-up, then `rounds` alternating wrk runs of each target (floor first)."""
+def measure(
+    name: str, targets: Targets, args: argparse.Namespace, processes: dict[str, int]
+) -> dict[str, list[Sample]]:
+    """Warm-up, then `rounds` alternating wrk runs of each target (floor first); each sample
+    carries the CPU ms per request of `processes` (name -> pid) and of wrk."""
     report_lua = str(HERE / "report.lua")
 
     def load(target: tuple[str, str, str], seconds: int) -> Sample:
         url, script, query = target
         env = {**os.environ, "BENCH_REPORT_LUA": report_lua}
         env["BENCH_BODY"] = json.dumps({"query": query})
-        return wrk(url, str(HERE / script), args.connections, seconds, env)
+        return wrk(url, str(HERE / script), args.connections, seconds, env, processes)
 
     for target in targets.values():
         load(target, 2)
@@ -234,7 +237,9 @@ def print_growth(title: str, unit: str, by_size: dict[int, Medians]) -> None:
         )
 
 
-def bench_search(base_env: dict[str, str], args: argparse.Namespace) -> dict[int, Medians]:
+def bench_search(
+    base_env: dict[str, str], args: argparse.Namespace, database_pid: int
+) -> dict[int, Medians]:
     results: dict[int, Medians] = {}
     for count in args.products:
         database = f"catalog_{count}"
@@ -291,13 +296,25 @@ def bench_search(base_env: dict[str, str], args: argparse.Namespace) -> dict[int
                     "gateway": (f"{gateway_url}/graphql", "graphql.lua", query),
                 },
                 args,
+                {
+                    "database": database_pid,
+                    "catalog-svc": catalog.pid,
+                    "gateway": gateway.pid,
+                    "floor": floor.pid,
+                },
             )
+            if post_graphql(gateway_url, query)["search"] != direct:
+                raise SystemExit(f"gateway answer changed under load at {count}")
         results[count] = medians_of(samples)
         print_table(f"{name} ({direct['totalCount']} hits)", results[count], args)
+        print_cpu(samples)
+        print(load_average(), flush=True)
     return results
 
 
-def bench_nearby(base_env: dict[str, str], args: argparse.Namespace) -> dict[int, Medians]:
+def bench_nearby(
+    base_env: dict[str, str], args: argparse.Namespace, database_pid: int
+) -> dict[int, Medians]:
     results: dict[int, Medians] = {}
     for count in args.stores:
         database = f"store_{count}"
@@ -354,9 +371,17 @@ def bench_nearby(base_env: dict[str, str], args: argparse.Namespace) -> dict[int
                     "gateway": (f"{gateway_url}/graphql", "graphql.lua", query),
                 },
                 args,
+                {
+                    "database": database_pid,
+                    "store-svc": store.pid,
+                    "gateway": gateway.pid,
+                    "floor": floor.pid,
+                },
             )
         results[count] = medians_of(samples)
         print_table(f"{name} ({len(direct)} results)", results[count], args)
+        print_cpu(samples)
+        print(load_average(), flush=True)
     return results
 
 
@@ -584,6 +609,13 @@ def main() -> None:
     parser.add_argument(
         "--only", choices=("search", "nearby", "reservations"), action="append", default=None
     )
+    parser.add_argument(
+        "--data-dir",
+        type=Path,
+        default=ROOT / "var" / "bench" / "discovery",
+        help="the search/nearby database server's files, emptied first (default "
+        "var/bench/discovery; give another one when a second run may start meanwhile)",
+    )
     args = parser.parse_args()
     if shutil.which("wrk") is None:
         raise SystemExit("wrk is missing: `apt-get install wrk` (make bench-discovery does it)")
@@ -593,7 +625,7 @@ def main() -> None:
         parser.error("--reserve-rounds must be 1..9 (two phases of fresh demo stores)")
     scenarios = args.only or ["search", "nearby", "reservations"]
 
-    data_dir = ROOT / "var" / "bench" / "discovery"
+    data_dir = args.data_dir
     shutil.rmtree(data_dir, ignore_errors=True)
     database = EmbeddedDatabase(data_dir, free_port()).start()
     base_env = {**os.environ, "MONGODB_URI": database.uri, "LOG_LEVEL": "WARNING"}
@@ -608,8 +640,10 @@ def main() -> None:
     print(f"{datetime.now(UTC):%Y-%m-%d %H:%M} UTC, {os.cpu_count()} cores, {cpu}", flush=True)
     print("load average: " + " ".join(f"{x:.2f}" for x in os.getloadavg()), flush=True)
     try:
-        search_results = bench_search(base_env, args) if "search" in scenarios else {}
-        nearby_results = bench_nearby(base_env, args) if "nearby" in scenarios else {}
+        assert database.process is not None
+        pid = database.process.pid
+        search_results = bench_search(base_env, args, pid) if "search" in scenarios else {}
+        nearby_results = bench_nearby(base_env, args, pid) if "nearby" in scenarios else {}
         if "reservations" in scenarios:
             bench_reservations(args)
         print_growth(f'search("{SEARCH_TEXT}")', "products", search_results)

@@ -4,7 +4,10 @@ Starts its own embedded database (SecantusDB, fresh files under var/bench/produc
 the demo catalog, runs catalog-svc and the gateway as `make run` does, plus the floor
 (floor_app.py: the same database reads straight from PyMongo behind a bare Starlette
 endpoint). wrk, a separate process, loads each at the same concurrency,
-alternating for several rounds; medians and the gateway/floor ratios are printed.
+alternating for several rounds; medians and the gateway/floor ratios are printed, with
+the CPU time per request of each process (database, catalog-svc, gateway, floor, wrk) from
+/proc/<pid>/stat around every run, and the load average. A GraphQL answer carrying
+`errors` counts as an error, like a non-2xx status.
 """
 
 from __future__ import annotations
@@ -13,13 +16,14 @@ import argparse
 import json
 import os
 import platform
+import resource
 import shutil
 import signal
 import statistics
 import subprocess
 import sys
 import urllib.request
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -42,11 +46,41 @@ class Sample:
     rps: float
     p50_ms: float
     p99_ms: float
-    errors: int
+    errors: int  # connect/read/write/timeout errors, non-2xx answers, GraphQL `errors` answers
+    requests: int = 0
+    cpu_ms: dict[str, float] = field(default_factory=dict)
+    """CPU ms per request of each process named in `wrk(processes=...)`, and of wrk itself."""
 
 
-def wrk(url: str, script: str, connections: int, seconds: int, env: dict[str, str]) -> Sample:
-    """One wrk run; `env` carries the GraphQL body for POST scripts."""
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def cpu_ms(processes: dict[str, int]) -> dict[str, float]:
+    """User + system CPU time so far of each process (/proc/<pid>/stat, all threads), in ms."""
+    spent = {}
+    for name, pid in processes.items():
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        spent[name] = (int(fields[11]) + int(fields[12])) * 1000 / CLOCK_TICKS
+    return spent
+
+
+def children_cpu_ms() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return (usage.ru_utime + usage.ru_stime) * 1000
+
+
+def wrk(
+    url: str,
+    script: str,
+    connections: int,
+    seconds: int,
+    env: dict[str, str],
+    processes: dict[str, int] | None = None,
+) -> Sample:
+    """One wrk run; `env` carries the GraphQL body for POST scripts. With `processes`
+    (name -> pid), the sample carries each one's CPU ms per request during the run, and
+    wrk's own (the only child reaped meanwhile)."""
+    before, wrk_before = cpu_ms(processes or {}), children_cpu_ms()
     out = subprocess.run(
         ["wrk", "-t1", f"-c{connections}", f"-d{seconds}s", "--timeout", "30s", "-s", script, url],
         env=env,
@@ -54,9 +88,33 @@ def wrk(url: str, script: str, connections: int, seconds: int, env: dict[str, st
         text=True,
         check=True,
     ).stdout
+    after, wrk_after = cpu_ms(processes or {}), children_cpu_ms()
     line = next(x for x in out.splitlines() if x.startswith("BENCH_JSON "))
     data = json.loads(line.removeprefix("BENCH_JSON "))
-    return Sample(data["rps"], data["p50_ms"], data["p99_ms"], data["errors"])
+    requests = max(int(data["requests"]), 1)
+    spent = {name: (after[name] - before[name]) / requests for name in after}
+    if processes:
+        spent["wrk"] = (wrk_after - wrk_before) / requests
+    return Sample(
+        data["rps"], data["p50_ms"], data["p99_ms"], data["errors"], int(data["requests"]), spent
+    )
+
+
+def print_cpu(samples: dict[str, list[Sample]]) -> None:
+    """Median CPU ms per request of each process, per target, with the total."""
+    names = list(dict.fromkeys(n for runs in samples.values() for s in runs for n in s.cpu_ms))
+    if not names:
+        return
+    print("CPU ms per request (median of the rounds; /proc/<pid>/stat around each wrk run)")
+    print(f"{'target':12}" + "".join(f"{n:>13}" for n in names) + f"{'total':>9}")
+    for target, runs in samples.items():
+        medians = [statistics.median(s.cpu_ms.get(n, 0.0) for s in runs) for n in names]
+        cells = "".join(f"{m:13.2f}" for m in medians)
+        print(f"{target:12}{cells}{sum(medians):9.2f}", flush=True)
+
+
+def load_average() -> str:
+    return "load average: " + " ".join(f"{x:.2f}" for x in os.getloadavg())
 
 
 def check_same_answer(gateway: str, floor: str, first: int) -> None:
@@ -80,11 +138,19 @@ def main() -> None:
     parser.add_argument("--seconds", type=int, default=8)
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--first", type=int, default=20)
+    parser.add_argument(
+        "--data-dir",
+        type=Path,
+        default=ROOT / "var" / "bench" / "products",
+        help="the database server's files, emptied first (default var/bench/products; give "
+        "another one when a second run may start meanwhile)",
+    )
     args = parser.parse_args()
     if shutil.which("wrk") is None:
         raise SystemExit("wrk is missing: `apt-get install wrk` (make bench does it)")
 
-    data_dir = ROOT / "var" / "bench" / "products"
+    print(load_average(), flush=True)
+    data_dir = args.data_dir
     shutil.rmtree(data_dir, ignore_errors=True)
     database = EmbeddedDatabase(data_dir, free_port()).start()
     ports = {name: free_port() for name in ("catalog", "gateway", "floor")}
@@ -123,6 +189,13 @@ def main() -> None:
         wait_http(f"{gateway_url}/healthz", gateway)
         wait_http(f"{floor_url}/products?first=1", floor)
         check_same_answer(gateway_url, floor_url, args.first)
+        assert database.process is not None
+        pids = {
+            "database": database.process.pid,
+            "catalog-svc": catalog.pid,
+            "gateway": gateway.pid,
+            "floor": floor.pid,
+        }
 
         report_lua = str(HERE / "report.lua")
         scenarios = {
@@ -140,7 +213,7 @@ def main() -> None:
             url, script, query = target
             env = {**os.environ, "BENCH_REPORT_LUA": report_lua}
             env["BENCH_BODY"] = json.dumps({"query": query})
-            return wrk(url, str(HERE / script), args.connections, seconds, env)
+            return wrk(url, str(HERE / script), args.connections, seconds, env, pids)
 
         for scenario, targets in scenarios.items():
             samples: dict[str, list[Sample]] = {name: [] for name in targets}
@@ -157,6 +230,9 @@ def main() -> None:
                         flush=True,
                     )
             report(scenario, samples, args)
+            print_cpu(samples)
+            print(load_average(), flush=True)
+        check_same_answer(gateway_url, floor_url, args.first)  # still right after the load
     finally:
         # Floor and gateway before catalog-svc (the gateway may still drain requests wrk left
         # queued), each waited for before the next.
