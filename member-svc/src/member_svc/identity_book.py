@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import re
 import secrets
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
@@ -140,6 +140,8 @@ class IdentityBook:
         self.books = books
         self._members = books.database[MEMBERS]
         self._identities = books.database[IDENTITIES]
+        # Draws invite codes; tests replace it to show a taken code is drawn again.
+        self.invite_codes: Callable[[], str] = new_invite_code
 
     # ---- lookups -------------------------------------------------------------------------
 
@@ -258,7 +260,7 @@ class IdentityBook:
             tier_since=enrolment.join_time,
         )
         for _ in range(INVITE_ATTEMPTS):
-            member = replace(member, referral_code=new_invite_code())
+            member = replace(member, referral_code=self.invite_codes())
             try:
                 await self._members.insert_one(member_to_document(member))
             except DuplicateKeyError as error:
