@@ -6,6 +6,7 @@ from pymongo import AsyncMongoClient
 
 from member_svc import app
 from member_svc.convert import KIND_TO_PROTO
+from member_svc.coupons import COUPON_TEMPLATES, DEMO_TEMPLATES
 from member_svc.demo_data import demo_members
 from member_svc.repository import IDENTITIES, MEMBERS
 from member_svc.seed import seed
@@ -25,22 +26,28 @@ async def test_seed_twice_changes_nothing(mongo_uri: str) -> None:
         (MEMBERS, len(members), 0),
         (IDENTITIES, identity_count, 0),
         (TAG_DEFINITIONS, len(DEMO_TAGS), 0),
+        (COUPON_TEMPLATES, len(DEMO_TEMPLATES), 0),
     ]
     client: AsyncMongoClient[Document] = AsyncMongoClient(mongo_uri)
     try:
         before = {
             name: await client[database][name].find({}).sort("_id", 1).to_list()
-            for name in (MEMBERS, IDENTITIES, TAG_DEFINITIONS)
+            for name in (MEMBERS, IDENTITIES, TAG_DEFINITIONS, COUPON_TEMPLATES)
         }
         second = await seed(mongo_uri, database)
         after = {
             name: await client[database][name].find({}).sort("_id", 1).to_list()
-            for name in (MEMBERS, IDENTITIES, TAG_DEFINITIONS)
+            for name in (MEMBERS, IDENTITIES, TAG_DEFINITIONS, COUPON_TEMPLATES)
         }
     finally:
         await client.close()
-    assert [(r.inserted, r.updated) for r in second] == [(0, 0), (0, 0), (0, 0)]
-    assert [r.unchanged for r in second] == [len(members), identity_count, len(DEMO_TAGS)]
+    assert [(r.inserted, r.updated) for r in second] == [(0, 0), (0, 0), (0, 0), (0, 0)]
+    assert [r.unchanged for r in second] == [
+        len(members),
+        identity_count,
+        len(DEMO_TAGS),
+        len(DEMO_TEMPLATES),
+    ]
     assert before == after
 
 

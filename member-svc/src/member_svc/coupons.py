@@ -27,7 +27,7 @@ import contextlib
 import logging
 from collections.abc import Callable, Sequence
 from dataclasses import replace
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from pymongo.asynchronous.database import AsyncDatabase
@@ -65,7 +65,8 @@ from member_svc.domain import Actor, ActorKind, Channel, MemberStatus
 from member_svc.repository import MEMBERS
 from member_svc.settings import MemberSettings
 from retail_kit.errors import FieldViolation, ServiceError, invalid_argument, not_found
-from retail_kit.mongo import Document, IndexDeclaration, find_by_ids
+from retail_kit.mongo import Document, IndexDeclaration, ensure_indexes, find_by_ids
+from retail_kit.seeding import SeedReport
 
 if TYPE_CHECKING:
     from member_svc.books import Books
@@ -872,6 +873,64 @@ class CouponBook:
                 await self._finish(doc)
             done += 1
         return done
+
+
+# -- demo data -------------------------------------------------------------------------------
+
+_DEMO_TIME = datetime(2026, 1, 1, tzinfo=UTC)
+
+DEMO_TEMPLATES: tuple[CouponTemplate, ...] = (
+    CouponTemplate(
+        id="ct_demo_300_minus_50",
+        name={"zh-Hans": "满300减50", "en": "¥50 off orders of ¥300"},
+        kind=CouponKind.THRESHOLD,
+        amount_off=5_000,
+        threshold=30_000,
+        valid_days=30,
+        per_member_limit=1,
+        combinable_with_points=True,
+        create_time=_DEMO_TIME,
+    ),
+    CouponTemplate(
+        id="ct_demo_coffee8",
+        name={"zh-Hans": "咖啡92折（最高减20元）", "en": "8% off coffee, up to ¥20"},
+        kind=CouponKind.PERCENT,
+        percent_off=8,
+        cap=2_000,
+        scope=CouponScope(category_ids=("cat_coffee",)),
+        valid_days=14,
+        total_limit=10_000,
+        per_member_limit=1,
+        combinable_with_points=True,
+        claim_code="COFFEE8",
+        create_time=_DEMO_TIME + timedelta(minutes=1),
+    ),
+    CouponTemplate(
+        id="ct_demo_welcome_back",
+        name={"zh-Hans": "欢迎回来 立减30元", "en": "Welcome back: ¥30 off"},
+        kind=CouponKind.FIXED,
+        amount_off=3_000,
+        valid_days=30,
+        per_member_limit=1,
+        combinable_with_points=False,
+        create_time=_DEMO_TIME + timedelta(minutes=2),
+    ),
+)
+
+
+async def seed_coupon_templates(database: AsyncDatabase[Document]) -> SeedReport:
+    """Loads the demo templates if they are missing; a template already there (with the
+    coupons issued from it and its count) is left alone, so a second run changes nothing."""
+    await ensure_indexes(database, INDEXES)
+    inserted = 0
+    for template in DEMO_TEMPLATES:
+        doc = template_to_document(template)
+        doc.update(request_id="", fingerprint="seed", created_by=None, update_time=_DEMO_TIME)
+        result = await database[COUPON_TEMPLATES].update_one(
+            {"_id": template.id}, {"$setOnInsert": doc}, upsert=True
+        )
+        inserted += 1 if result.upserted_id is not None else 0
+    return SeedReport(COUPON_TEMPLATES, inserted, 0, len(DEMO_TEMPLATES) - inserted)
 
 
 def _held(coupon: Coupon, now: datetime) -> bool:

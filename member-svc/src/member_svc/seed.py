@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 
 from member_svc import settings
+from member_svc.coupons import seed_coupon_templates
 from member_svc.demo_data import demo_members
 from member_svc.repository import (
     IDENTITIES,
@@ -33,6 +34,7 @@ async def seed(mongodb_uri: str, database_name: str) -> list[SeedReport]:
             await upsert_documents(database[MEMBERS], [member_to_document(m) for m in members]),
             await upsert_documents(database[IDENTITIES], identities),
             await seed_tags(database),
+            await seed_coupon_templates(database),
         ]
     finally:
         await client.close()
