@@ -49,6 +49,7 @@ from member_svc.loyalty_errors import (
     invalid_state,
     key_reused,
     merge_in_progress,
+    over_cap,
     return_exceeds_purchase,
 )
 from member_svc.repository import MEMBERS, lot_from_document
@@ -367,16 +368,21 @@ class PointsBook:
         reference: str,
         *,
         value_fen: int,
+        max_points: int | None = None,
         actor: Actor = SYSTEM,
         note: str = "",
     ) -> Written:
         """Spends `points` from available lots, soonest-expiring first; INSUFFICIENT_POINTS
         when fewer are available; refused once the reference's redemption was reverted (a
-        late redeem after its order's compensation). Cap and value are the caller's rules."""
+        late redeem after its order's compensation). The cap (`max_points`) and the value
+        are the policy's (the caller's); a replay answers the first entry whatever they are
+        now."""
         _positive_points(points)
         _reference(reference)
 
         async def compute(head: Head, now: datetime, new_id: str) -> Plan:
+            if max_points is not None and points > max_points:
+                raise over_cap(points, max_points)
             have = rules.available(head.lots, now)
             if have < points:
                 raise insufficient_points(head.member_id, points, have)
@@ -550,11 +556,13 @@ class PointsBook:
 
     # ---- reads ------------------------------------------------------------------------------
 
-    async def head(self, member_id: str, *, follow_merges: bool = True) -> Head:
+    async def head(
+        self, member_id: str, *, follow_merges: bool = True, roll_forward: bool = True
+    ) -> Head:
         """The member's head (the survivor's for a merged member), with a dangling entry
-        rolled forward first."""
+        rolled forward first (unless `roll_forward` is off: a read without any write)."""
         head = await self._head(member_id, follow_merges)
-        if await self._roll_forward(head):
+        if roll_forward and await self._roll_forward(head):
             head = await self._head(head.member_id, False)
         return head
 
