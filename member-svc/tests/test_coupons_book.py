@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
+from datetime import timedelta
 
 import grpc
 import pytest
 from pymongo import AsyncMongoClient
 
+from member_svc import coupons
 from member_svc.books import Books, build_books, ensure_all_indexes
 from member_svc.coupon_domain import CouponStatus, TemplateStatus
 from member_svc.coupons import COUPON_TEMPLATES, COUPONS
@@ -107,3 +109,69 @@ async def test_reassign_member_moves_coupons_once(books: Books) -> None:
     assert await books.coupons.reassign_member("m_old", "m_new") == 0
     moved = await books.coupons.get_coupon(coupon.id)
     assert moved is not None and moved.member_id == "m_new" and moved.code == coupon.code
+
+
+async def insert_issuing(books: Books, coupon_id: str, issue_ref: str, code: str) -> None:
+    """What a crash right after step 1 of an issue leaves: an ISSUING coupon."""
+    clock = books.clock
+    await books.database[COUPONS].insert_one(
+        {
+            "_id": coupon_id,
+            "template_id": coupon_id.split(":")[0],
+            "member_id": coupon_id.split(":")[1],
+            "status": "issuing",
+            "valid_from": clock(),
+            "valid_until": clock() + timedelta(days=30),
+            "code": code,
+            "issue_ref": issue_ref,
+            "source": "campaign:c9",
+            "issue_time": clock(),
+        }
+    )
+
+
+async def test_an_issue_cut_short_is_finished_once_by_its_replay(books: Books) -> None:
+    await store_members(books.database, "m_a", "m_b")
+    await store_template(books.database, fixed_template("ct_crash", total_limit=2))
+    # Cut after step 1 (inserted, not counted): invisible until finished.
+    await insert_issuing(books, "ct_crash:m_a:1", "campaign:c9:m_a", "CRASH00001")
+    assert await books.coupons.get_coupon("ct_crash:m_a:1") is None
+    finished = await books.coupons.issue(
+        "ct_crash", "m_a", issue_ref="campaign:c9:m_a", source="campaign:c9", actor=SYSTEM
+    )
+    assert finished.status is CouponStatus.AVAILABLE and finished.code == "CRASH00001"
+    # Cut after step 2 (counted, not yet available): the replay does not count it again.
+    await insert_issuing(books, "ct_crash:m_b:1", "campaign:c9:m_b", "CRASH00002")
+    await books.database[COUPON_TEMPLATES].update_one(
+        {"_id": "ct_crash"}, {"$inc": {"issued_count": 1}, "$push": {"ops": "CRASH00002"}}
+    )
+    again = await asyncio.gather(
+        *(
+            books.coupons.issue(
+                "ct_crash", "m_b", issue_ref="campaign:c9:m_b", source="campaign:c9", actor=SYSTEM
+            )
+            for _ in range(5)
+        )
+    )
+    assert {c.id for c in again} == {"ct_crash:m_b:1"}
+    template = await books.database[COUPON_TEMPLATES].find_one({"_id": "ct_crash"})
+    assert template is not None and template["issued_count"] == 2
+
+
+async def test_the_job_finishes_stale_issuing_coupons_or_deletes_sold_out_ones(
+    books: Books,
+) -> None:
+    clock = books.clock
+    assert isinstance(clock, Clock)
+    await store_members(books.database, "m_a", "m_b")
+    await store_template(books.database, fixed_template("ct_stale", total_limit=1))
+    await insert_issuing(books, "ct_stale:m_a:1", "campaign:c9:m_a", "STALE00001")
+    await insert_issuing(books, "ct_stale:m_b:1", "campaign:c9:m_b", "STALE00002")
+    assert await coupons.lock_release_job(books, clock()) == 0  # not stale yet
+    clock.advance(minutes=2)
+    assert await coupons.lock_release_job(books, clock()) == 2
+    left = await books.database[COUPONS].find({"template_id": "ct_stale"}).to_list()
+    assert [(d["_id"], d["status"]) for d in left] == [("ct_stale:m_a:1", "available")]
+    template = await books.database[COUPON_TEMPLATES].find_one({"_id": "ct_stale"})
+    assert template is not None and template["issued_count"] == 1
+    assert await coupons.lock_release_job(books, clock()) == 0

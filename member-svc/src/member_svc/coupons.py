@@ -867,7 +867,8 @@ class CouponBook:
         done = 0
         cursor = self._coupons.find(
             {"status": CouponStatus.ISSUING.value, "issue_time": {"$lte": now - STALE_ISSUING}}
-        ).limit(limit)
+        )
+        cursor = cursor.sort([("issue_time", 1), ("_id", 1)]).limit(limit)
         async for doc in cursor:
             with contextlib.suppress(ServiceError):  # sold out: the coupon was deleted
                 await self._finish(doc)
