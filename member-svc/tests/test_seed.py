@@ -7,11 +7,13 @@ from pymongo import AsyncMongoClient
 from member_svc import app
 from member_svc.convert import KIND_TO_PROTO
 from member_svc.coupons import COUPON_TEMPLATES, DEMO_TEMPLATES
-from member_svc.demo_data import demo_members
+from member_svc.demo_data import demo_members, opening_points
+from member_svc.points import LEDGER
 from member_svc.repository import IDENTITIES, MEMBERS
 from member_svc.seed import seed
 from member_svc.settings import MemberSettings
 from member_svc.tags import DEMO_TAGS, TAG_DEFINITIONS
+from member_svc.tiers import POLICY
 from retail.member.v1 import member_pb2, member_pb2_grpc
 from retail_kit.mongo import Document
 from retail_kit.testing import channel_to, running_service, unique_name
@@ -27,26 +29,30 @@ async def test_seed_twice_changes_nothing(mongo_uri: str) -> None:
         (IDENTITIES, identity_count, 0),
         (TAG_DEFINITIONS, len(DEMO_TAGS), 0),
         (COUPON_TEMPLATES, len(DEMO_TEMPLATES), 0),
+        (LEDGER, sum(1 for points in opening_points().values() if points > 0), 0),
+        (POLICY, 1, 0),
     ]
     client: AsyncMongoClient[Document] = AsyncMongoClient(mongo_uri)
     try:
         before = {
             name: await client[database][name].find({}).sort("_id", 1).to_list()
-            for name in (MEMBERS, IDENTITIES, TAG_DEFINITIONS, COUPON_TEMPLATES)
+            for name in (MEMBERS, IDENTITIES, TAG_DEFINITIONS, COUPON_TEMPLATES, LEDGER, POLICY)
         }
         second = await seed(mongo_uri, database)
         after = {
             name: await client[database][name].find({}).sort("_id", 1).to_list()
-            for name in (MEMBERS, IDENTITIES, TAG_DEFINITIONS, COUPON_TEMPLATES)
+            for name in (MEMBERS, IDENTITIES, TAG_DEFINITIONS, COUPON_TEMPLATES, LEDGER, POLICY)
         }
     finally:
         await client.close()
-    assert [(r.inserted, r.updated) for r in second] == [(0, 0), (0, 0), (0, 0), (0, 0)]
+    assert [(r.inserted, r.updated) for r in second] == [(0, 0)] * 6
     assert [r.unchanged for r in second] == [
         len(members),
         identity_count,
         len(DEMO_TAGS),
         len(DEMO_TEMPLATES),
+        sum(1 for points in opening_points().values() if points > 0),
+        1,
     ]
     assert before == after
 

@@ -56,6 +56,7 @@ from member_svc.repository import MEMBERS, lot_from_document
 from member_svc.settings import MemberSettings
 from retail_kit.errors import FieldViolation, invalid_argument, not_found
 from retail_kit.mongo import Document, IndexDeclaration, ensure_indexes
+from retail_kit.seeding import SeedReport
 
 if TYPE_CHECKING:
     from member_svc.books import Books
@@ -647,12 +648,15 @@ class PointsBook:
         return head_from_member_document(doc)
 
     async def _roll_forward(self, head: Head) -> bool:
-        """Applies entry head.seq + 1 if it exists (its head write was lost or is in flight)."""
-        ahead = await self._ledger.find_one({"_id": entry_id(head.member_id, head.seq + 1)})
-        if ahead is None:
-            return False
-        await self._advance(head.member_id, head.seq, ahead)
-        return True
+        """Applies entry head.seq + 1 if it exists (its head write was lost or is in flight),
+        and any after it (a head written back by a re-seed catches up at once)."""
+        seq = head.seq
+        while True:
+            ahead = await self._ledger.find_one({"_id": entry_id(head.member_id, seq + 1)})
+            if ahead is None:
+                return seq > head.seq
+            await self._advance(head.member_id, seq, ahead)
+            seq += 1
 
     async def _advance(self, member_id: str, seq: int, doc: Document) -> None:
         """Head `seq` -> the entry `doc` (seq + 1); a no-op if someone already moved it."""
@@ -831,21 +835,23 @@ async def seed_opening_points(
     database: AsyncDatabase[Document],
     member_documents: Sequence[Document],
     opening: Mapping[str, int],
-) -> int:
+) -> SeedReport:
     """Demo seed: each member's opening balance as an "opening" entry (seq 1), and the member
     documents' `points` set to that entry's head, so the documents the seed then upserts
-    agree with the ledger (and are the same on every run). Entries are inserted first: a
-    crash in between leaves an entry its head has not caught up with, which any later
-    write or the expiry job rolls forward. Returns the entries inserted."""
+    agree with the ledger (and are the same on every run). Entries are inserted before the
+    members are written: a crash in between leaves an entry its head has not caught up
+    with, which any later write or the expiry job rolls forward."""
     await ensure_indexes(database, INDEXES)
-    inserted = 0
+    inserted = unchanged = 0
     for member in member_documents:
         points = opening.get(member["_id"], 0)
         if points <= 0:
             continue
         entry = opening_entry(member["_id"], points)
-        with contextlib.suppress(DuplicateKeyError):
+        try:
             await database[LEDGER].insert_one(entry)
             inserted += 1
+        except DuplicateKeyError:
+            unchanged += 1
         member["points"] = entry["head"]
-    return inserted
+    return SeedReport(LEDGER, inserted, 0, unchanged)

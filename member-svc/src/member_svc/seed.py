@@ -11,6 +11,7 @@ import asyncio
 from member_svc import settings
 from member_svc.coupons import seed_coupon_templates
 from member_svc.demo_data import demo_members
+from member_svc.loyalty_seed import seed_loyalty
 from member_svc.repository import (
     IDENTITIES,
     MEMBERS,
@@ -30,11 +31,14 @@ async def seed(mongodb_uri: str, database_name: str) -> list[SeedReport]:
     try:
         database = client[database_name]
         await MemberRepository(database).ensure_indexes()
+        member_documents = [member_to_document(m) for m in members]
+        loyalty = await seed_loyalty(database, member_documents)  # sets their opening points
         return [
-            await upsert_documents(database[MEMBERS], [member_to_document(m) for m in members]),
+            await upsert_documents(database[MEMBERS], member_documents),
             await upsert_documents(database[IDENTITIES], identities),
             await seed_tags(database),
             await seed_coupon_templates(database),
+            *loyalty,
         ]
     finally:
         await client.close()

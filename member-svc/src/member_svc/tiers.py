@@ -38,6 +38,7 @@ from member_svc.repository import MEMBERS
 from member_svc.settings import MemberSettings
 from retail_kit.errors import ServiceError, not_found
 from retail_kit.mongo import Document, IndexDeclaration
+from retail_kit.seeding import SeedReport
 
 if TYPE_CHECKING:
     from member_svc.books import Books
@@ -168,14 +169,6 @@ class TierBook:
             {"_id": POLICY_ID}, policy_to_document(stored), upsert=True
         )
         return stored
-
-    async def ensure_default_policy(self) -> bool:
-        """Stores the default policy when there is none (demo seed); True if it did."""
-        doc = policy_to_document(rules.DEFAULT_POLICY)
-        result = await self._db[POLICY].update_one(
-            {"_id": POLICY_ID}, {"$setOnInsert": doc}, upsert=True
-        )
-        return result.upserted_id is not None
 
     # ---- spend -------------------------------------------------------------------------------
 
@@ -436,6 +429,17 @@ def _change_doc(
         "qualifying_spend": spend,
         "change_time": now,
     }
+
+
+async def seed_default_policy(database: AsyncDatabase[Document]) -> SeedReport:
+    """Demo seed: the default tier policy, stored only when there is none."""
+    result = await database[POLICY].update_one(
+        {"_id": POLICY_ID},
+        {"$setOnInsert": policy_to_document(rules.DEFAULT_POLICY)},
+        upsert=True,
+    )
+    inserted = int(result.upserted_id is not None)
+    return SeedReport(POLICY, inserted, 0, 1 - inserted)
 
 
 async def review_job(books: Books, now: datetime) -> int:
