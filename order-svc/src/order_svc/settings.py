@@ -13,6 +13,39 @@ DEFAULT_PORT = 50053
 class OrderSettings(ServiceSettings):
     port: int = DEFAULT_PORT
     database: str = "order"
+    # The services PlaceOrder calls, and the deadline of each call to them.
+    catalog_addr: str = "127.0.0.1:50051"
+    store_addr: str = "127.0.0.1:50052"
+    member_addr: str = "127.0.0.1:50054"
+    call_timeout_seconds: float = 3.0
+    # Background jobs (saga recovery, payment timeout, pickup expiry, effects) run every this
+    # many seconds on every replica; 0 turns them off (tests drive them by hand).
+    worker_interval_seconds: float = 2.0
+    # A saga's executor holds it this long past each step it records; after that another
+    # replica (or a retry of the same idempotency key) may take it over.
+    saga_lease_seconds: float = 10.0
+    # A saga found stopped later than this after the order was created is compensated
+    # instead of resumed (the customer has moved on).
+    saga_deadline_seconds: float = 30.0
+    # A duplicate PlaceOrder waits this long for the first call's answer, then answers
+    # ABORTED / IN_PROGRESS (retryable).
+    idempotency_wait_seconds: float = 3.0
+    # Unpaid online orders are cancelled after this window.
+    payment_window_seconds: float = 900.0
+    # DELIVERY: stores offering ship-from-store within this distance of the address.
+    delivery_radius_km: float = 50.0
+    # DELIVERY: how long a shipping store holds the stock (until shipped).
+    delivery_hold_days: int = 7
+    # Reservations in store-svc outlive the order's own pickup hold by this much, so
+    # order-svc always ends an order before store-svc's sweeper would release its stock.
+    reservation_slack_days: int = 1
+    # Earned points stay pending this long after completion (returns claw them back).
+    return_window_days: int = 7
+    # Pickup: wrong codes before the code locks; the HMAC key of QR payloads.
+    max_pickup_code_attempts: int = 5
+    pickup_secret: str = "dev-only-pickup-secret"
+    # Partner API keys for ConfirmPayment etc.: "key=partner:scope+scope;key2=...".
+    partner_api_keys: str = ""
 
 
 def load() -> OrderSettings:
