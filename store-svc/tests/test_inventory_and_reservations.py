@@ -425,7 +425,58 @@ async def test_unknown_store_sku_past_hold_and_changed_lines(service: Service) -
     )
     assert details.code == grpc.StatusCode.FAILED_PRECONDITION
     assert details.reason == "IDEMPOTENCY_KEY_REUSED"
+    # An existing order id is judged as a replay first, even with a SKU the store never had.
+    details = await failure(
+        service.stub.ReserveStock(reserve_request("o-x4", store_id, line("p_0404_s1", 1)))
+    )
+    assert (details.code, details.reason) == (
+        grpc.StatusCode.FAILED_PRECONDITION,
+        "IDEMPOTENCY_KEY_REUSED",
+    )
     assert (await level(service, store_id, "p_0031_s1")).reserved == 1
+
+
+async def profiled(service: Service, call: object, mark: str) -> list[tuple[str, str]]:
+    """(op, collection) of every read and write `call` makes whose command mentions `mark`
+    (a store id no other test uses), in the order the server's profiler recorded them."""
+    database = service.database
+    await database.command({"profile": 2})
+    try:
+        await database["profile_warm_up"].find_one({})  # the profile collection exists now
+        await call  # type: ignore[misc]
+    finally:
+        await database.command({"profile": 0})
+    return [
+        (doc["op"], doc["ns"].split(".", 1)[1])
+        async for doc in database["system.profile"].find({})
+        if doc["op"] in ("query", "insert", "update", "remove", "getmore")
+        and mark in str(doc.get("command"))
+    ]
+
+
+async def test_a_new_order_costs_two_reads_and_three_writes(service: Service) -> None:
+    """A new single-line order: the store and the stocked SKUs (read together), the
+    reservation inserted, the inventory's conditional update, the reservation marked
+    RESERVED with its line. A replay reads the reservation after its insert collides."""
+    store_id = await new_store(service)
+    sku = "p_0032_s1"
+    await receive(service, store_id, sku, 5)
+    request = reserve_request(f"o-{store_id}-rt", store_id, line(sku, 2))
+    ops = await profiled(service, service.stub.ReserveStock(request), store_id)
+    assert sorted(ops[:2]) == [("query", INVENTORY), ("query", "stores")], ops
+    assert ops[2:] == [
+        ("insert", RESERVATIONS),
+        ("update", INVENTORY),
+        ("update", RESERVATIONS),
+    ], ops
+    doc = await reservation_doc(service, f"o-{store_id}-rt")
+    assert doc is not None
+    assert (doc["status"], doc["lines"][0]["state"]) == ("reserved", "reserved")
+    ops = await profiled(service, service.stub.ReserveStock(request), store_id)
+    replay = ops[5:]
+    assert sorted(replay[:2]) == [("query", INVENTORY), ("query", "stores")], replay
+    assert replay[2:] == [("insert", RESERVATIONS), ("query", RESERVATIONS)], replay
+    assert (await level(service, store_id, sku)).reserved == 2
 
 
 async def test_sweeper_releases_expired_holds(service: Service) -> None:

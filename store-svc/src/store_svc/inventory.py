@@ -145,6 +145,13 @@ class InventoryBook:
         found = await find_by_ids(self._inventory, ids)
         return {doc["sku_id"]: level_from_document(doc) for doc in found.values()}
 
+    async def stocked(self, store_id: str, sku_ids: Sequence[str]) -> set[str]:
+        """Which of `sku_ids` the store has an inventory document for (ever stocked): one
+        `$in` by `_id`, projected to the SKU id (a hot document's `ops` list stays unread)."""
+        ids = [inventory_id(store_id, sku) for sku in sku_ids]
+        cursor = self._inventory.find({"_id": {"$in": ids}}, {"sku_id": 1})
+        return {doc["sku_id"] async for doc in cursor}
+
     async def levels_by_id(self, ids: Sequence[str]) -> dict[str, InventoryLevel]:
         found = await find_by_ids(self._inventory, ids)
         return {key: level_from_document(doc) for key, doc in found.items()}

@@ -176,6 +176,12 @@ class StoreRepository:
     async def get_store(self, store_id: str) -> Store | None:
         return (await self.get_stores([store_id])).get(store_id)
 
+    async def pickup_hold_days(self, store_id: str) -> int | None:
+        """The store's pickup hold days, None when there is no such store: one read by `_id`
+        of that one field (ReserveStock needs nothing else of the store)."""
+        doc = await self._db[STORES].find_one({"_id": store_id}, {"pickup_hold_days": 1})
+        return None if doc is None else int(doc.get("pickup_hold_days") or 0)
+
     async def get_stores(self, store_ids: Sequence[str]) -> dict[str, Store]:
         found = await find_by_ids(self._db[STORES], store_ids)
         return {store_id: store_from_document(doc) for store_id, doc in found.items()}

@@ -28,7 +28,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Sequence
 from datetime import datetime
 
 from pymongo.asynchronous.database import AsyncDatabase
@@ -114,16 +114,26 @@ class ReservationBook:
         hold_until: datetime,
         now: datetime,
         *,
-        check_new: Callable[[], Awaitable[None]] | None = None,
+        refuse_new: ServiceError | None = None,
     ) -> Reservation:
         """Reserves every line or none. A replay with the same lines answers what the first
-        call decided (the same reservation, or the same OUT_OF_STOCK error). `check_new`
-        runs only for a new order id, before anything is written (unknown store or SKU)."""
+        call decided (the same reservation, or the same OUT_OF_STOCK error).
+
+        `refuse_new` (unknown store or SKU, judged by the caller) is raised if the order id
+        is new, and nothing is written; an existing order is judged as a replay (so reusing
+        its id with other lines is IDEMPOTENCY_KEY_REUSED, as before).
+
+        A new order costs one insert (the reservation, PENDING, every line pending), then
+        per line one conditional inventory update and one progress write (the last line's
+        also sets RESERVED): no read. The reservation is read only when the insert finds
+        the order id taken (a replay, or a concurrent one)."""
         fingerprint = _fingerprint(store_id, lines)
-        doc = await self._reservations.find_one({"_id": order_id})
-        if doc is None:
-            if check_new is not None:
-                await check_new()
+        if refuse_new is not None:
+            found = await self._reservations.find_one({"_id": order_id})
+            if found is None:
+                raise refuse_new
+            doc = found
+        else:
             doc = {
                 "_id": order_id,
                 "store_id": store_id,
@@ -143,8 +153,12 @@ class ReservationBook:
             try:
                 await self._reservations.insert_one(doc)
             except DuplicateKeyError:
-                # A concurrent replay inserted it first: continue from its document.
-                doc = await self._reservations.find_one({"_id": order_id}) or doc
+                # A replay, or a concurrent call inserted it first: continue from its
+                # document. (insert_one set no field of ours on failure but `_id`.)
+                found = await self._reservations.find_one({"_id": order_id})
+                if found is None:  # pragma: no cover - reservations are never deleted
+                    raise RuntimeError(f"reservation {order_id}: duplicate but absent") from None
+                doc = found
         if doc["fingerprint"] != fingerprint:
             raise key_reused("order_id", order_id)
         return self._answer(await self._settled(doc, now))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import math
 import secrets
 from collections.abc import Callable
@@ -16,6 +17,7 @@ from retail.store.v1 import store_pb2, store_pb2_grpc
 from retail_kit.errors import (
     Context,
     FieldViolation,
+    ServiceError,
     invalid_argument,
     not_found,
 )
@@ -537,23 +539,31 @@ class StoreServicer(store_pb2_grpc.StoreServiceServicer):
                 )
         _check(violations)
         lines = [ReservationLine(line.sku_id, line.quantity) for line in request.lines]
-        store_holder: list[Store] = []
-
-        async def check_new() -> None:
-            store = await self._require_store(request.store_id)
-            store_holder.append(store)
-            levels = await self._inventory.levels(store.id, [line.sku_id for line in lines])
-            for index, line in enumerate(lines):
-                if line.sku_id not in levels:
-                    raise sku_not_found(store.id, line.sku_id, f"lines[{index}].sku_id")
-
-        if hold_until is None:
-            # The store's hold days decide; read once more only if the order is new.
-            store = await self._require_store(request.store_id)
-            hold_until = now + timedelta(days=store.pickup_hold_days or 1)
+        # Two reads, sent together: the store (exists? hold days) and which SKUs it stocks.
+        hold_days, stocked = await asyncio.gather(
+            self._repository.pickup_hold_days(request.store_id),
+            self._inventory.stocked(request.store_id, [line.sku_id for line in lines]),
+        )
+        # What a new order would be refused for (an existing one is judged as a replay).
+        unknown: ServiceError | None
+        if hold_days is None:
+            if hold_until is None:
+                raise not_found("store", request.store_id)
+            unknown = not_found("store", request.store_id)
+        else:
+            if hold_until is None:
+                hold_until = now + timedelta(days=hold_days or 1)
+            unknown = next(
+                (
+                    sku_not_found(request.store_id, line.sku_id, f"lines[{index}].sku_id")
+                    for index, line in enumerate(lines)
+                    if line.sku_id not in stocked
+                ),
+                None,
+            )
         hold_until = hold_until.replace(microsecond=hold_until.microsecond // 1000 * 1000)
         reservation = await self._reservations.reserve(
-            request.order_id, request.store_id, lines, hold_until, now, check_new=check_new
+            request.order_id, request.store_id, lines, hold_until, now, refuse_new=unknown
         )
         return store_pb2.ReserveStockResponse(reservation=reservation_to_proto(reservation))
 
