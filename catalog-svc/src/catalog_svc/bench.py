@@ -153,7 +153,7 @@ async def run(
             assert first.products
             if scan:
                 median = await _median_ms(
-                    lambda: repository.list_products_by_scan(
+                    lambda: repository.list_product_documents_by_scan(
                         limit=21, after_id=None, category_id=None
                     ),
                     runs,

@@ -207,40 +207,43 @@ class CatalogRepository:
         found = await find_by_ids(self._db[PRODUCTS], product_ids)
         return {pid: product_from_document(doc) for pid, doc in found.items()}
 
-    async def list_products(
-        self, *, limit: int, after_id: str | None, category_id: str | None
-    ) -> list[Product]:
-        """Active products in _id order, `limit` of them after `after_id`.
+    async def get_product_documents(self, product_ids: Sequence[str]) -> dict[str, Document]:
+        """The stored documents, as read (the read RPCs answer them without domain objects)."""
+        return await find_by_ids(self._db[PRODUCTS], product_ids)
 
-        Served from the `all` / `cat:<id>` posting plus concurrent reads by _id once the
-        search index is known to be complete; before that (a database filled by other means
-        than this service or the seed), from a scan of the products collection.
+    async def list_product_documents(
+        self, *, limit: int, after_id: str | None, category_id: str | None
+    ) -> list[Document]:
+        """Active products in _id order, `limit` of them after `after_id`, as stored.
+
+        Served from the `all` / `cat:<id>` posting plus one `$in` by _id once the search
+        index is known to be complete; before that (a database filled by other means than
+        this service or the seed), from a scan of the products collection.
         """
         revision = await self._observe_revision()
         if not await self._index_complete(revision):
-            return await self.list_products_by_scan(
+            return await self.list_product_documents_by_scan(
                 limit=limit, after_id=after_id, category_id=category_id
             )
         key = search.category_key(category_id) if category_id else search.ALL_KEY
         posting = (await self._postings([key], revision))[key]
         ids = posting.ids_after(after_id, limit)
-        found = await self.get_products(ids)
+        found = await self.get_product_documents(ids)
         # A product is in the posting only while active; the status check covers a write that
         # crashed between the product and its postings.
-        return [
-            found[pid] for pid in ids if pid in found and found[pid].status is ProductStatus.ACTIVE
-        ]
+        active = ProductStatus.ACTIVE.value
+        return [found[pid] for pid in ids if pid in found and found[pid]["status"] == active]
 
-    async def list_products_by_scan(
+    async def list_product_documents_by_scan(
         self, *, limit: int, after_id: str | None, category_id: str | None
-    ) -> list[Product]:
+    ) -> list[Document]:
         query: dict[str, Any] = {"status": ProductStatus.ACTIVE.value}
         if category_id:
             query["category_id"] = category_id
         if after_id is not None:
             query["_id"] = {"$gt": after_id}
         cursor = self._db[PRODUCTS].find(query).sort("_id", 1).limit(limit)
-        return [product_from_document(doc) async for doc in cursor]
+        return [doc async for doc in cursor]
 
     async def all_products(self) -> list[Product]:
         cursor = self._db[PRODUCTS].find({}).sort("_id", 1)
