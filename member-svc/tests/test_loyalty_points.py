@@ -577,7 +577,8 @@ async def test_claw_back_is_proportional_from_the_orders_lot_and_never_below_zer
 ) -> None:
     member_id = await new_member(svc)
     await earn(svc, member_id, 100, "other")
-    await earn(svc, member_id, 300, "order-cb")
+    # the order's points are pending during its return window
+    await earn(svc, member_id, 300, "order-cb", available_time=_ts(T0 + timedelta(days=7)))
     first = await claw(svc, member_id, "order-cb", "ret-1", 5_000, 15_000)  # a third
     assert first.entry.delta == -100 and first.entry.shortfall == 0
     head, _ = await ledger_state(svc, member_id)
@@ -585,6 +586,7 @@ async def test_claw_back_is_proportional_from_the_orders_lot_and_never_below_zer
     assert by_source == {"earn:other": 100, "earn:order-cb": 200}
     replay = await claw(svc, member_id, "order-cb", "ret-1", 5_000, 15_000)
     assert replay.entry == first.entry
+    svc.clock.now = T0 + timedelta(days=8)
     await redeem(svc, member_id, 250, "spend-it")  # leaves 50
     rest = await claw(svc, member_id, "order-cb", "ret-2", 10_000, 15_000)
     assert rest.entry.delta == -50 and rest.entry.shortfall == 150
@@ -597,6 +599,26 @@ async def test_claw_back_is_proportional_from_the_orders_lot_and_never_below_zer
     assert bad.code == grpc.StatusCode.INVALID_ARGUMENT
     assert [v.field for v in bad.violations] == ["refunded_amount"]
     await assert_ledger_exact(svc, member_id)
+
+
+async def test_available_lots_expiring_together_are_kept_as_one(svc: Service) -> None:
+    member_id = await new_member(svc)
+    for i in range(20):
+        await earn(svc, member_id, 10, f"many-{i}")
+    await earn(svc, member_id, 5, "many-pending", available_time=_ts(T0 + timedelta(days=3)))
+    head, entries = await assert_ledger_exact(svc, member_id)
+    assert [(lot["remaining"], lot["source"]) for lot in head["lots"]] == [
+        (200, "consolidated"),
+        (5, "earn:many-pending"),
+    ]
+    assert head["lots"][0]["id"] == entries[0]["_id"]
+    reply = await redeem(svc, member_id, 30, "many-order")
+    await svc.stub.RevertPointsRedemption(
+        member_pb2.RevertPointsRedemptionRequest(member_id=member_id, reference="many-order")
+    )
+    assert reply.balance == 175
+    after, _ = await assert_ledger_exact(svc, member_id)
+    assert after["lots"] == head["lots"]
 
 
 async def test_adjust_needs_an_admin_and_a_reason_and_never_goes_below_zero(

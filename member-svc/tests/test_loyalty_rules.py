@@ -99,6 +99,31 @@ def test_removal_takes_the_orders_own_lot_first_then_available_then_pending() ->
     assert sum(t.points for t in all_takes) == 170
 
 
+def test_consolidate_merges_available_lots_of_one_expiry_only() -> None:
+    end_2027 = datetime(2027, 12, 31, 16, tzinfo=UTC)
+    end_2028 = datetime(2028, 12, 31, 16, tzinfo=UTC)
+    a = lot("a", 10, expires=end_2027, source="earn:o1", available=T0 - timedelta(days=9))
+    b = lot("b", 20, expires=end_2027, source="earn:o2", points=25)
+    c = lot("c", 5, expires=end_2028, source="earn:o3")
+    pending = lot("p", 7, expires=end_2027, source="earn:o4", available=T0 + timedelta(1))
+    expired = lot("x", 3, expires=T0, source="earn:o5")
+    merged = rules.consolidate([b, a, c, pending, expired], T0)
+    assert [(m.id, m.points, m.remaining, m.source) for m in merged] == [
+        ("x", 3, 3, "earn:o5"),
+        ("a", 35, 30, "consolidated"),
+        ("p", 7, 7, "earn:o4"),
+        ("c", 5, 5, "earn:o3"),
+    ]
+    assert rules.total(merged) == rules.total([a, b, c, pending, expired])
+    assert rules.consolidate(merged, T0) == merged
+    # a take from a lot merged away since is given back as that lot again
+    _, takes = rules.take([a, b], 25, [a, b])
+    restored = rules.restore(merged, takes)
+    assert {m.id: m.remaining for m in restored}["a"] == 40
+    assert {m.id: m.remaining for m in restored}["b"] == 15
+    assert rules.total(restored) == rules.total(merged) + 25
+
+
 def test_add_lot_refuses_bad_lots() -> None:
     base = rules.normalize([lot("a", 1, expires=T0 + timedelta(1))])
     with pytest.raises(ValueError):

@@ -347,9 +347,10 @@ async def test_concurrent_orders_of_one_member_sum_exactly_and_replays_apply_onc
         f"o-many-{i}" for i in range(10)
     }
     assert current.points.pending == sum(e["delta"] for e in ledger)
-    history = await changes(svc, member_id)
+    history = await changes(svc, member_id)  # newest first, a chain bronze -> ... -> gold
     assert history[0][1] == "gold" and history[-1][0] == "bronze"
     assert all(reason == "upgrade" for *_, reason in history)
+    assert all(newer[0] == older[1] for newer, older in itertools.pairwise(history))
 
 
 async def test_points_of_an_order_by_a_merged_member_go_to_its_survivor(svc: Service) -> None:
@@ -429,6 +430,21 @@ async def test_review_downgrades_one_step_at_the_anniversary_and_only_once(
     await review(svc)
     current = await member(svc, member_id)
     assert current.tier == "bronze" and not current.HasField("tier_review_time")
+    pages: list[tuple[str, str, str]] = []
+    token = ""
+    for _ in range(5):
+        page = await svc.stub.ListTierChanges(
+            member_pb2.ListTierChangesRequest(member_id=member_id, page_size=1, page_token=token)
+        )
+        pages += [(c.from_tier, c.to_tier, c.reason) for c in page.changes]
+        token = page.next_page_token
+        if not token:
+            break
+    assert pages == [
+        ("silver", "bronze", "downgrade"),
+        ("gold", "silver", "downgrade"),
+        ("bronze", "gold", "upgrade"),
+    ]
 
 
 async def test_review_keeps_a_tier_the_spend_still_qualifies_for(svc: Service) -> None:

@@ -7,8 +7,6 @@ lands on its survivor (the book follows `merged_into`).
 
 from __future__ import annotations
 
-from datetime import datetime
-
 from member_svc import loyalty_rules as rules
 from member_svc.convert import actor_from_proto, money
 from member_svc.domain import Actor, ActorKind
@@ -260,21 +258,14 @@ class LoyaltyRpcs(MemberRpcBase):
         size = page_size(request.page_size)
         fingerprint = query_fingerprint("tier_changes", member_id)
         last = decode_page_token(request.page_token, fingerprint)
-        before: tuple[datetime, str] | None = None
-        if last is not None:
-            try:
-                before = (datetime.fromisoformat(last[0]), str(last[1]))
-            except (TypeError, ValueError, IndexError, KeyError) as error:
-                raise invalid_page_token() from error
-        changes = await self.books.tiers.changes(member_id, size + 1, before)
+        if last is not None and (not isinstance(last, int) or isinstance(last, bool)):
+            raise invalid_page_token()
+        changes = await self.books.tiers.changes(member_id, size + 1, last)
         reply = member_pb2.ListTierChangesResponse(
             changes=[change_to_proto(change) for change in changes[:size]]
         )
         if len(changes) > size:
-            tail = changes[size - 1]
-            reply.next_page_token = encode_page_token(
-                fingerprint, [tail.change_time.isoformat(), tail.id]
-            )
+            reply.next_page_token = encode_page_token(fingerprint, changes[size - 1].seq)
         return reply
 
     async def ReviewTiers(

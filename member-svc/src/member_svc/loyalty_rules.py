@@ -105,6 +105,42 @@ def next_expiry(lots: Iterable[PointsLot]) -> datetime | None:
     return min(times) if times else None
 
 
+CONSOLIDATED = "consolidated"
+
+
+def consolidate(lots: Iterable[PointsLot], now: datetime) -> tuple[PointsLot, ...]:
+    """Available lots that expire together become one lot (the one available first keeps
+    its id; the source says "consolidated" when they came from different entries), so a
+    member's head holds a handful of lots (per expiry year, plus pending ones), not one per
+    order. Pending lots stay apart (a claw-back in the return window takes the order's own
+    lot first), and so do expired ones (the next expiry entry takes them). Totals, and what
+    each point is worth and when it expires, are unchanged; a reverted redemption gives back
+    to the surviving lot, or rebuilds a lot merged away since (`restore`), with the same
+    availability and expiry."""
+    groups: dict[datetime, list[PointsLot]] = {}
+    kept: list[PointsLot] = []
+    for lot in lots:
+        if lot.remaining > 0 and is_available(lot, now):
+            groups.setdefault(lot.expire_time, []).append(lot)
+        else:
+            kept.append(lot)
+    for group in groups.values():
+        first = min(group, key=lambda lot: (lot.available_time, lot.id))
+        if len(group) == 1:
+            kept.append(first)
+            continue
+        sources = {lot.source for lot in group}
+        kept.append(
+            replace(
+                first,
+                points=sum(lot.points for lot in group),
+                remaining=sum(lot.remaining for lot in group),
+                source=first.source if len(sources) == 1 else CONSOLIDATED,
+            )
+        )
+    return normalize(kept)
+
+
 def add_lot(lots: Sequence[PointsLot], lot: PointsLot) -> tuple[PointsLot, ...]:
     if lot.points <= 0 or lot.remaining < 0 or lot.remaining > lot.points:
         raise ValueError(f"a new lot needs 0 <= remaining <= points > 0, got {lot}")

@@ -54,7 +54,7 @@ from member_svc.loyalty_errors import (
 )
 from member_svc.repository import MEMBERS, lot_from_document
 from member_svc.settings import MemberSettings
-from retail_kit.errors import FieldViolation, invalid_argument, not_found
+from retail_kit.errors import FieldViolation, ServiceError, invalid_argument, not_found
 from retail_kit.mongo import Document, IndexDeclaration, ensure_indexes
 from retail_kit.seeding import SeedReport
 
@@ -66,7 +66,8 @@ JOB_STATE = "points_job_state"
 
 INDEXES: tuple[IndexDeclaration, ...] = (
     # Idempotency: one entry per (kind, reference), whichever member it landed on.
-    IndexDeclaration(LEDGER, (("kind", 1), ("reference", 1)), "kind_reference", unique=True),
+    # (reference first: the redeem's look-up of its revert reads every kind of a reference.)
+    IndexDeclaration(LEDGER, (("reference", 1), ("kind", 1)), "reference_kind", unique=True),
     # A member's ledger, newest first.
     IndexDeclaration(LEDGER, (("member_id", 1), ("seq", -1)), "member_newest"),
     # The claw-backs of one order (running refund total).
@@ -695,8 +696,10 @@ class PointsBook:
         async with self._serialized(member_id):
             for attempt in range(MAX_ATTEMPTS):
                 head = await self._head(member_id, follow_merges)
-                ref = reference(head) if callable(reference) else reference
-                if not callable(reference):
+                fixed = not callable(reference)
+                ref = reference if isinstance(reference, str) else reference(head)
+                if fixed and blocked_by:
+                    # Looked up after the head was read: an entry the head includes is seen.
                     found = await self._find(kind, ref, blocked_by)
                     if found is not None:
                         if found["kind"] != kind:
@@ -705,18 +708,26 @@ class PointsBook:
                                 reference=ref,
                             )
                         return await self._answer(found, head, member_id)
-                if head.closed is not None and kind not in (TRANSFER_OUT, EXPIRE):
-                    raise merge_in_progress(head.member_id, head.closed)
-                now = self._clock()
-                new_id = entry_id(head.member_id, head.seq + 1)
-                plan = await compute(head, now, new_id)
+                try:
+                    if head.closed is not None and kind not in (TRANSFER_OUT, EXPIRE):
+                        raise merge_in_progress(head.member_id, head.closed)
+                    now = self._clock()
+                    new_id = entry_id(head.member_id, head.seq + 1)
+                    plan = await compute(head, now, new_id)
+                except ServiceError:
+                    # A replay is answered even when the change would be refused now.
+                    found = await self._find(kind, ref, ()) if fixed else None
+                    if found is None:
+                        raise
+                    return await self._answer(found, head, member_id)
                 if plan is None:
                     return None
                 doc = self._entry_document(head, new_id, kind, ref, plan, now, note, actor)
                 try:
+                    # A replay fails here on the unique (reference, kind) and is answered.
                     await self._ledger.insert_one(doc)
                 except DuplicateKeyError:
-                    if not callable(reference):
+                    if fixed:
                         found = await self._find(kind, ref, ())
                         if found is not None:
                             return await self._answer(found, head, member_id)
@@ -732,11 +743,9 @@ class PointsBook:
     ) -> Document | None:
         if not blocked_by:
             return await self._ledger.find_one({"kind": kind, "reference": reference})
+        kinds = (kind, *blocked_by)
         found = [
-            doc
-            async for doc in self._ledger.find(
-                {"kind": {"$in": [kind, *blocked_by]}, "reference": reference}
-            )
+            doc async for doc in self._ledger.find({"reference": reference}) if doc["kind"] in kinds
         ]
         for doc in found:
             if doc["kind"] == kind:
@@ -756,7 +765,7 @@ class PointsBook:
     ) -> Document:
         seq = head.seq + 1
         closed = plan.closed if plan.closed is not None else head.closed
-        after = head_document(seq, plan.lots, closed)
+        after = head_document(seq, rules.consolidate(plan.lots, now), closed)
         return {
             "_id": new_id,
             "member_id": head.member_id,

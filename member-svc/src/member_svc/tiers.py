@@ -51,9 +51,7 @@ CHANGES = "tier_changes"
 INDEXES: tuple[IndexDeclaration, ...] = (
     IndexDeclaration(SPEND, (("member_id", 1), ("time", 1)), "member_time"),
     IndexDeclaration(SPEND, (("order_id", 1),), "order"),
-    IndexDeclaration(
-        CHANGES, (("member_id", 1), ("change_time", -1), ("_id", -1)), "member_newest"
-    ),
+    IndexDeclaration(CHANGES, (("member_id", 1), ("seq", -1)), "member_seq"),
     IndexDeclaration(MEMBERS, (("tier_review_time", 1),), "tier_review_time"),
     IndexDeclaration(MEMBERS, (("birthday", 1),), "birthday"),
 )
@@ -77,6 +75,7 @@ class TierChange:
     reason: str
     qualifying_spend: int
     change_time: datetime
+    seq: int  # the member document version the change made: orders a member's changes
 
 
 def change_from_document(doc: Document) -> TierChange:
@@ -88,6 +87,7 @@ def change_from_document(doc: Document) -> TierChange:
         reason=doc["reason"],
         qualifying_spend=int(doc.get("qualifying_spend", 0)),
         change_time=doc["change_time"],
+        seq=int(doc.get("seq", 0)),
     )
 
 
@@ -329,22 +329,16 @@ class TierBook:
 
         await self._mutate(survivor_id, mutate)
 
-    async def changes(
-        self, member_id: str, limit: int, before: tuple[datetime, str] | None
-    ) -> list[TierChange]:
+    async def changes(self, member_id: str, limit: int, before_seq: int | None) -> list[TierChange]:
         """Newest first; the member's latest change is made sure of first."""
         doc = await self._members.find_one({"_id": member_id}, {"last_tier_change": 1})
         if doc is None:
             raise not_found("member", member_id)
         await self._record(doc.get("last_tier_change"))
         query: Document = {"member_id": member_id}
-        if before is not None:
-            change_time, change_id = before
-            query["$or"] = [
-                {"change_time": {"$lt": change_time}},
-                {"change_time": change_time, "_id": {"$lt": change_id}},
-            ]
-        cursor = self._changes.find(query).sort([("change_time", -1), ("_id", -1)]).limit(limit)
+        if before_seq is not None:
+            query["seq"] = {"$lt": before_seq}
+        cursor = self._changes.find(query).sort("seq", -1).limit(limit)
         return [change_from_document(item) async for item in cursor]
 
     async def _record(self, change: Document | None) -> None:
@@ -364,6 +358,7 @@ class TierBook:
             fields, change = result
             update: Document = {"$set": dict(fields), "$inc": {"version": 1}}
             if change is not None:
+                change = {**change, "seq": int(doc.get("version", 0)) + 1}
                 update["$set"]["last_tier_change"] = change
             written = await self._members.update_one(_version_filter(doc), update)
             if written.matched_count == 1:
