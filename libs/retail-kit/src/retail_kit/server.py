@@ -50,6 +50,8 @@ class ServiceHost:
         register: Register,
         on_ready: OnReady | None = None,
         on_stop: OnStop | None = None,
+        *,
+        interceptors: Sequence[grpc.aio.ServerInterceptor] = (),  # type: ignore[type-arg]
     ) -> None:
         self.name = name
         self.settings = settings
@@ -57,6 +59,8 @@ class ServiceHost:
         self._register = register
         self._on_ready = on_ready
         self._on_stop = on_stop
+        # Run inside the error interceptor, in order (e.g. retail_kit.apikeys).
+        self._interceptors = tuple(interceptors)
         self._server: grpc.aio.Server | None = None
         self._health = HealthServicer()
         self._readiness: asyncio.Task[None] | None = None
@@ -66,7 +70,7 @@ class ServiceHost:
         self.ready = asyncio.Event()
 
     async def start(self) -> int:
-        server = grpc.aio.server(interceptors=[ServiceErrorInterceptor()])
+        server = grpc.aio.server(interceptors=[ServiceErrorInterceptor(), *self._interceptors])
         self._register(server, self.context)
         health_pb2_grpc.add_HealthServicer_to_server(self._health, server)
         reflection.enable_server_reflection(

@@ -10,7 +10,7 @@ from __future__ import annotations
 import dataclasses
 import os
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Iterator, Sequence
 from contextlib import asynccontextmanager
 
 import grpc
@@ -49,12 +49,16 @@ async def running_service(
     register: Register,
     on_ready: OnReady | None = None,
     on_stop: OnStop | None = None,
+    *,
+    interceptors: Sequence[grpc.aio.ServerInterceptor] = (),  # type: ignore[type-arg]
 ) -> AsyncIterator[ServiceHost]:
     """Starts a service on a free loopback port and waits until it reports SERVING."""
     import asyncio
 
     settings = dataclasses.replace(settings, host="127.0.0.1", port=0, grace_seconds=1.0)
-    host = ServiceHost(name, settings, service_names, register, on_ready, on_stop)
+    host = ServiceHost(
+        name, settings, service_names, register, on_ready, on_stop, interceptors=interceptors
+    )
     await host.start()
     try:
         await asyncio.wait_for(host.ready.wait(), READY_TIMEOUT_SECONDS)
