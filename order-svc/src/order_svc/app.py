@@ -8,6 +8,7 @@ import contextlib
 
 import grpc
 
+from order_svc import access
 from order_svc.clients import ServiceClients
 from order_svc.jobs import run_jobs_forever
 from order_svc.repository import OrderRepository
@@ -67,4 +68,6 @@ register, on_ready, on_stop = hooks()
 
 
 def build_host(settings: OrderSettings, clock: Clock = utc_now) -> ServiceHost:
-    return ServiceHost(NAME, settings, SERVICE_NAMES, *hooks(clock))
+    return ServiceHost(
+        NAME, settings, SERVICE_NAMES, *hooks(clock), interceptors=access.interceptors(settings)
+    )

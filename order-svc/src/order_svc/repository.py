@@ -48,6 +48,8 @@ from retail_kit.mongo import Document, IndexDeclaration, ensure_indexes, find_by
 
 ORDERS = "orders"
 IDEMPOTENCY_KEYS = "idempotency_keys"
+# Pickup codes claimed by open pickups, `_id` "<store>:<code>" (lifecycle, pickup.py).
+PICKUP_CODES = "pickup_codes"
 
 # ListOrders: one member's or one store's orders, newest first, ties broken by _id.
 NEWEST_FIRST = (("create_time", -1), ("_id", -1))
@@ -66,6 +68,8 @@ INDEXES = (
     # Pickup expiry and payment timeout sweepers.
     IndexDeclaration(ORDERS, (("status", 1), ("pickup.hold_until_time", 1)), "pickup_hold"),
     IndexDeclaration(ORDERS, (("status", 1), ("payment.deadline_time", 1)), "payment_deadline"),
+    # One pickup code per order: concurrent MarkReadyForPickup calls share one claim.
+    IndexDeclaration(PICKUP_CODES, (("order_id", 1),), "pickup_code_order", unique=True),
 )
 
 _PENDING_EFFECTS = {
@@ -628,6 +632,7 @@ class OrderRepository:
     async def get_orders(self, order_ids: Sequence[str]) -> dict[str, Order]:
         found = await find_by_ids(self._orders, order_ids)
         return {key: order_from_document(doc) for key, doc in found.items()}
+        self.database = database
 
     async def list_orders(
         self,

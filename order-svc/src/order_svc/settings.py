@@ -44,7 +44,8 @@ class OrderSettings(ServiceSettings):
     # Pickup: wrong codes before the code locks; the HMAC key of QR payloads.
     max_pickup_code_attempts: int = 5
     pickup_secret: str = "dev-only-pickup-secret"
-    # Partner API keys for ConfirmPayment etc.: "key=partner:scope+scope;key2=...".
+    # Partner API keys (retail_kit.apikeys): "<key_id>:<partner_id>:<sha256 of the key>:
+    # <scope>,<scope>;..." (ConfirmPayment needs scope order.payments; order_svc.access).
     partner_api_keys: str = ""
 
 
