@@ -23,13 +23,15 @@ the same order answers what the first call did.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
-from collections.abc import Callable, Sequence
-from dataclasses import replace
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
+from pymongo import IndexModel
 from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import DuplicateKeyError
 
@@ -77,7 +79,7 @@ log = logging.getLogger(__name__)
 
 COUPON_TEMPLATES = "coupon_templates"
 COUPONS = "coupons"
-OPS_KEPT = 1_000
+OPS_KEPT = 100
 MAX_MERGE_HOPS = 8
 MAX_ATTEMPTS = 20
 # An ISSUING coupon older than this was left by a crash; the job finishes it.
@@ -89,34 +91,43 @@ LIVE = (CouponStatus.AVAILABLE.value, CouponStatus.LOCKED.value)
 HELD = (CouponStatus.LOCKED, CouponStatus.REDEEMED)
 
 
+@dataclass(frozen=True, slots=True)
 class PartialIndex(IndexDeclaration):
-    """A unique index over the documents that have the (string) field: a claim code is
-    unique among the templates that have one."""
+    """An index over the documents matching `partial` only: a claim code is unique among the
+    templates that have one; a coupon is in the job's index of its status only, so each
+    coupon write maintains one of them, not three."""
 
-    def model(self) -> Any:
-        from pymongo import IndexModel
+    partial: Mapping[str, Any] = field(default_factory=dict)
 
-        field = self.keys[0][0]
+    def model(self) -> IndexModel:
         return IndexModel(
             list(self.keys),
             name=self.name,
             unique=self.unique,
-            partialFilterExpression={field: {"$type": "string"}},
+            partialFilterExpression=dict(self.partial),
         )
 
 
 INDEXES: tuple[IndexDeclaration, ...] = (
-    PartialIndex(COUPON_TEMPLATES, (("claim_code", 1),), "claim_code", unique=True),
+    PartialIndex(
+        COUPON_TEMPLATES,
+        (("claim_code", 1),),
+        "claim_code",
+        unique=True,
+        partial={"claim_code": {"$type": "string"}},
+    ),
     # ListCouponTemplates: newest first.
     IndexDeclaration(COUPON_TEMPLATES, (("create_time", -1), ("_id", -1)), "newest"),
     IndexDeclaration(COUPONS, (("issue_ref", 1),), "issue_ref", unique=True),
     IndexDeclaration(COUPONS, (("code", 1),), "code", unique=True),
     # A member's coupons, newest first (ListMemberCoupons, EvaluateCoupons, merges).
     IndexDeclaration(COUPONS, (("member_id", 1), ("issue_time", -1), ("_id", -1)), "member_newest"),
-    # The job: locks past lock_until, ISSUING coupons left by a crash, ended windows.
-    IndexDeclaration(COUPONS, (("status", 1), ("lock_until", 1)), "status_lock_until"),
-    IndexDeclaration(COUPONS, (("status", 1), ("valid_until", 1)), "status_valid_until"),
-    IndexDeclaration(COUPONS, (("status", 1), ("issue_time", 1)), "status_issue_time"),
+    # The job: locks past lock_until, ended windows, ISSUING coupons left by a crash.
+    PartialIndex(COUPONS, (("lock_until", 1),), "locked_until", partial={"status": "locked"}),
+    PartialIndex(
+        COUPONS, (("valid_until", 1),), "available_until", partial={"status": "available"}
+    ),
+    PartialIndex(COUPONS, (("issue_time", 1),), "issuing_since", partial={"status": "issuing"}),
 )
 
 
@@ -352,15 +363,25 @@ class CouponBook:
         `issue_ref`: a replay answers the coupon the first call issued, whatever happened
         since. NOT_FOUND (template, member), FAILED_PRECONDITION LIMIT_REACHED
         {"limit": "total"|"per_member"}, INVALID_STATE (paused), EXPIRED (window over)."""
-        existing = await self.find_issued(issue_ref)
+        # Three independent reads at once: the replay, the template, the member.
+        found = await asyncio.gather(
+            self.find_issued(issue_ref),
+            self.get_template(template_id),
+            self._resolve_member(member_id),
+            return_exceptions=True,
+        )
+        for result in found:
+            if isinstance(result, BaseException):
+                raise result
+        existing, template, owner = cast(
+            tuple[Coupon | None, CouponTemplate | None, str], tuple(found)
+        )
         if existing is not None:
-            if existing.template_id != template_id or existing.member_id != (
-                await self._resolve_member(member_id)
-            ):
+            if existing.template_id != template_id or existing.member_id != owner:
                 raise key_reused("reference", issue_ref)
             return existing
-        template = await self.require_template(template_id)
-        owner = await self._resolve_member(member_id)
+        if template is None:
+            raise coupon_not_found("template_id", template_id, "coupon template")
         now = self._clock()
         self.check_issuable(template, now)
         return await self._issue_new(template, owner, issue_ref, source, actor, now)
@@ -456,12 +477,15 @@ class CouponBook:
                     {"_id": doc["_id"], "code": op, "status": CouponStatus.ISSUING.value}
                 )
                 raise limit_reached(template.id, "total", template.total_limit)
-        await self._coupons.update_one(
+        made = await self._coupons.update_one(
             {"_id": doc["_id"], "code": op, "status": CouponStatus.ISSUING.value},
             {"$set": {"status": CouponStatus.AVAILABLE.value}},
         )
-        fresh = await self._coupons.find_one({"_id": doc["_id"]})
-        if fresh is None or fresh["code"] != op:  # pragma: no cover - counted coupons stay
+        if made.matched_count:
+            return coupon_from_document({**doc, "status": CouponStatus.AVAILABLE.value})
+        # A concurrent replay finished it first (and it may have moved on since).
+        fresh = await self._coupons.find_one({"_id": doc["_id"], "code": op})
+        if fresh is None:  # pragma: no cover - a counted coupon is never deleted
             raise coupon_not_found("coupon_id", doc["_id"])
         return coupon_from_document(fresh)
 
@@ -870,8 +894,12 @@ class CouponBook:
         )
         cursor = cursor.sort([("issue_time", 1), ("_id", 1)]).limit(limit)
         async for doc in cursor:
-            with contextlib.suppress(ServiceError):  # sold out: the coupon was deleted
+            try:
                 await self._finish(doc)
+            except ServiceError as error:
+                if error.reason != "LIMIT_REACHED":  # sold out: the coupon was deleted
+                    log.warning("ISSUING coupon %s not finished: %s", doc["_id"], error)
+                    continue
             done += 1
         return done
 
