@@ -31,7 +31,7 @@ from catalog_svc.demo_data import demo_catalog
 from catalog_svc.domain import ProductStatus
 from catalog_svc.settings import CatalogSettings
 from member_svc.settings import MemberSettings
-from order_svc import app
+from order_svc import access, app
 from order_svc.services import OrderServices, utc_now
 from order_svc.settings import OrderSettings
 from retail.catalog.v1 import catalog_pb2_grpc
@@ -39,6 +39,7 @@ from retail.common.v1 import common_pb2
 from retail.member.v1 import member_pb2, member_pb2_grpc
 from retail.order.v1 import order_pb2, order_pb2_grpc
 from retail.store.v1 import store_pb2, store_pb2_grpc
+from retail_kit.apikeys import new_api_key
 from retail_kit.errors import RpcErrorDetails
 from retail_kit.mongo import Document
 from retail_kit.server import ServiceHost
@@ -56,6 +57,8 @@ SHIP_STORES = tuple(
     s.id for s in demo_stores() if any(v.value == "ship_from_store" for v in s.services)
 )
 STORE_LOCATIONS = {s.id: (s.location.latitude, s.location.longitude) for s in demo_stores()}
+# A payment partner's API key (x-api-key) every test order-svc accepts for ConfirmPayment.
+PAYMENT_KEY, PAYMENT_KEY_ENTRY = new_api_key("pk_test_pay", "test_pay", [access.SCOPE_PAYMENTS])
 
 
 class FakeClock:
@@ -102,6 +105,7 @@ class Stack:
             "store_addr": self.address("store"),
             "member_addr": self.address("member"),
             "worker_interval_seconds": 0.0,
+            "partner_api_keys": PAYMENT_KEY_ENTRY,
         }
         values.update(overrides)
         return OrderSettings(**values)
@@ -206,7 +210,15 @@ async def order_service(stack: Stack, **overrides: Any) -> AsyncIterator[OrderSe
     register, on_ready, on_stop = app.hooks(clock)
     settings = stack.order_settings(**overrides)
     async with (
-        running_service(app.NAME, settings, app.SERVICE_NAMES, register, on_ready, on_stop) as host,
+        running_service(
+            app.NAME,
+            settings,
+            app.SERVICE_NAMES,
+            register,
+            on_ready,
+            on_stop,
+            interceptors=access.interceptors(settings),
+        ) as host,
         channel_to(host) as channel,
     ):
         yield OrderService(
