@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -433,7 +433,7 @@ async def test_two_replicas_never_redeem_more_than_available(svc: Service) -> No
 class LostHeadWrite(PointsBook):
     """A book that dies between inserting its entry and writing the head."""
 
-    async def _commit(self, head: Head, doc: Document) -> None:
+    async def _commit(self, head: Head, docs: Sequence[Document]) -> None:
         return None
 
 
@@ -473,7 +473,7 @@ async def test_a_stalled_head_write_arriving_late_cannot_move_the_head_back(
     book = PointsBook(svc.database, svc.settings, svc.clock)
     # the writer of entry 1 wakes up now and writes its head (seq 0 -> 1) again
     stale = Head(member_id, 0, (), None, ())
-    await book._commit(stale, entries[0])
+    await book._commit(stale, [entries[0]])
     head, _ = await assert_ledger_exact(svc, member_id)
     assert head["seq"] == 2 and head["total"] == 30
 

@@ -88,3 +88,14 @@ def return_exceeds_purchase(order_id: str, paid: int, refunded: int) -> ServiceE
         violations=[FieldViolation("refunded_amount", f"refunds may total at most {paid} fen")],
         metadata={"order_id": order_id, "paid": str(paid), "refunded": str(refunded)},
     )
+
+
+def reverted_first(reference: str) -> ServiceError:
+    """A redeem of an order whose redemption was reverted before it arrived (a saga's
+    compensation overtook its step): refused, so the cancelled order spends nothing."""
+    return ServiceError(
+        grpc.StatusCode.FAILED_PRECONDITION,
+        common_pb2.ERROR_REASON_INVALID_STATE,
+        f"the redemption for {reference!r} was reverted before it arrived",
+        metadata={"reference": reference},
+    )

@@ -30,15 +30,15 @@ each other; across replicas the compare-and-set alone keeps the ledger exact.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import random
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
+from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.asynchronous.database import AsyncDatabase
-from pymongo.errors import DuplicateKeyError
+from pymongo.errors import BulkWriteError, DuplicateKeyError
 
 from member_svc import loyalty_rules as rules
 from member_svc.audit import actor_from_document, actor_to_document
@@ -51,6 +51,7 @@ from member_svc.loyalty_errors import (
     merge_in_progress,
     over_cap,
     return_exceeds_purchase,
+    reverted_first,
 )
 from member_svc.repository import MEMBERS, lot_from_document
 from member_svc.settings import MemberSettings
@@ -91,6 +92,7 @@ BIRTHDAY_BONUS = "birthday_bonus"
 
 MAX_POINTS = 1_000_000_000
 MAX_ATTEMPTS = 200
+MAX_BATCH = 64
 MAX_MERGE_HOPS = 8
 # The roll-forward scan looks again at entries this much older than where it stopped (an
 # entry is stamped before its insert lands) and leaves the newest ones to their writers.
@@ -225,9 +227,67 @@ class Written:
     replayed: bool
 
 
-# Given the head, the clock's now and the id the new entry will take: the plan, or None
-# when there is nothing to write.
-Compute = Callable[[Head, datetime, str], Awaitable[Plan | None]]
+class Lookup:
+    """Ledger look-ups for a change being computed: entries computed earlier in the same
+    batch, not inserted yet, count as written."""
+
+    def __init__(self, ledger: AsyncCollection[Document]) -> None:
+        self._ledger = ledger
+        self.pending: dict[tuple[str, str], Document] = {}
+
+    async def entry(self, kind: str, reference: str) -> Document | None:
+        doc = self.pending.get((reference, kind))
+        if doc is not None:
+            return doc
+        return await self._ledger.find_one({"reference": reference, "kind": kind})
+
+    async def claw_backs(self, order_id: str) -> list[Document]:
+        found = {
+            doc["_id"]: doc
+            async for doc in self._ledger.find({"order_id": order_id, "kind": CLAW_BACK})
+        }
+        for doc in self.pending.values():
+            if doc["kind"] == CLAW_BACK and doc.get("order_id") == order_id:
+                found[doc["_id"]] = doc
+        return list(found.values())
+
+
+# Given the head (as the batch has left it), the clock's now, the id the new entry will take
+# and the look-ups: the plan, or None when there is nothing to write.
+Compute = Callable[[Head, datetime, str, Lookup], Awaitable[Plan | None]]
+
+
+@dataclass(slots=True)
+class _Request:
+    kind: str
+    reference: str | Callable[[Head], str]
+    compute: Compute
+    note: str
+    actor: Actor
+    future: asyncio.Future[Written | None]
+
+
+def _settle(request: _Request, outcome: Written | BaseException | None) -> None:
+    if request.future.done():
+        return
+    if isinstance(outcome, BaseException):
+        request.future.set_exception(outcome)
+    else:
+        request.future.set_result(outcome)
+
+
+def void_marker(reference: str, now: datetime) -> Document:
+    """Takes the (reference, "redeem") slot for a revert that found no redemption, so a
+    redeem of that reference arriving later collides with it and is refused. Not an entry
+    (no member, no seq)."""
+    return {
+        "_id": f"void:{REDEEM}:{reference}",
+        "kind": REDEEM,
+        "reference": reference,
+        "void": True,
+        "void_time": now,
+    }
+
 
 MEMBER_PROJECTION = {"points": 1, "merged_into": 1, "merged_ids": 1, "status": 1}
 
@@ -251,7 +311,8 @@ class PointsBook:
         self._clock = clock
         self._members = database[MEMBERS]
         self._ledger = database[LEDGER]
-        self._locks: dict[str, tuple[asyncio.Lock, list[int]]] = {}
+        self._queues: dict[tuple[str, bool], list[_Request]] = {}
+        self._drainers: dict[tuple[str, bool], asyncio.Task[None]] = {}
 
     # ---- the cross-area contract ------------------------------------------------------------
 
@@ -285,7 +346,7 @@ class PointsBook:
         closed (a later write finds the survivor through `merged_into`, or is refused with
         IN_PROGRESS until the merge names it)."""
 
-        async def compute(head: Head, now: datetime, new_id: str) -> Plan:
+        async def compute(head: Head, now: datetime, new_id: str, ledger: Lookup) -> Plan:
             lots, takes = rules.take(head.lots, head.total, list(head.lots))
             return Plan(lots=lots, takes=takes, closed=merge_id)
 
@@ -305,7 +366,7 @@ class PointsBook:
         ids, availability and expiry)."""
         out = await self._ledger.find_one({"kind": TRANSFER_OUT, "reference": merge_id})
 
-        async def compute(head: Head, now: datetime, new_id: str) -> Plan:
+        async def compute(head: Head, now: datetime, new_id: str, ledger: Lookup) -> Plan:
             if out is None:
                 raise invalid_state(
                     f"merge {merge_id!r} has not transferred any points out yet",
@@ -344,7 +405,7 @@ class PointsBook:
         _positive_points(points)
         _reference(reference)
 
-        async def compute(head: Head, now: datetime, new_id: str) -> Plan:
+        async def compute(head: Head, now: datetime, new_id: str, ledger: Lookup) -> Plan:
             start = available_time or now
             expire = rules.expiry_for(earn_time or now)
             if start >= expire:
@@ -382,7 +443,9 @@ class PointsBook:
         _positive_points(points)
         _reference(reference)
 
-        async def compute(head: Head, now: datetime, new_id: str) -> Plan:
+        async def compute(head: Head, now: datetime, new_id: str, ledger: Lookup) -> Plan:
+            if (reference, REVERT) in ledger.pending:
+                raise reverted_first(reference)
             if max_points is not None and points > max_points:
                 raise over_cap(points, max_points)
             have = rules.available(head.lots, now)
@@ -398,7 +461,6 @@ class PointsBook:
             compute,
             note=note or f"order {reference}",
             actor=actor,
-            blocked_by=(REVERT,),
         )
         assert written is not None
         return written
@@ -410,9 +472,14 @@ class PointsBook:
         reference, records an empty revert, so a redeem arriving later is refused."""
         _reference(reference)
 
-        async def compute(head: Head, now: datetime, new_id: str) -> Plan:
-            redeemed = await self._ledger.find_one({"kind": REDEEM, "reference": reference})
+        async def compute(head: Head, now: datetime, new_id: str, ledger: Lookup) -> Plan:
+            redeemed = await ledger.entry(REDEEM, reference)
             if redeemed is None:
+                try:
+                    await self._ledger.insert_one(void_marker(reference, now))
+                except DuplicateKeyError:  # a redeem landed meanwhile (or our marker, retried)
+                    redeemed = await ledger.entry(REDEEM, reference)
+            if redeemed is None or redeemed.get("void"):
                 return Plan(lots=head.lots, extra={"redeem_id": None})
             takes = takes_of(redeemed)
             return Plan(
@@ -459,12 +526,12 @@ class PointsBook:
                 return None
         earned = int(earned_doc["delta"]) if earned_doc else 0
 
-        async def compute(head: Head, now: datetime, new_id: str) -> Plan:
-            before = 0
-            async for doc in self._ledger.find(
-                {"order_id": order_id, "kind": CLAW_BACK}, {"refunded": 1}
-            ):
-                before += int(doc.get("refunded", 0))
+        async def compute(head: Head, now: datetime, new_id: str, ledger: Lookup) -> Plan:
+            before = sum(
+                int(doc.get("refunded", 0))
+                for doc in await ledger.claw_backs(order_id)
+                if doc["reference"] != reference
+            )
             if before + refunded_fen > paid_fen:
                 raise return_exceeds_purchase(order_id, paid_fen, before + refunded_fen)
             asked = rules.claw_back_points(earned, paid_fen, before, refunded_fen)
@@ -502,7 +569,7 @@ class PointsBook:
         _positive_points(abs(delta), "delta")
         _reference(reference)
 
-        async def compute(head: Head, now: datetime, new_id: str) -> Plan:
+        async def compute(head: Head, now: datetime, new_id: str, ledger: Lookup) -> Plan:
             if delta > 0:
                 lot = PointsLot(
                     new_id, delta, delta, now, rules.expiry_for(now), f"{ADJUST}:{reference}"
@@ -527,7 +594,7 @@ class PointsBook:
         """Expires the member's due lots (one entry); None when nothing is due. Safe to run
         any number of times, concurrently: a second run finds nothing due."""
 
-        async def compute(head: Head, now: datetime, new_id: str) -> Plan | None:
+        async def compute(head: Head, now: datetime, new_id: str, ledger: Lookup) -> Plan | None:
             lots, takes = rules.expire_due(head.lots, now)
             if not takes:
                 return None
@@ -618,19 +685,6 @@ class PointsBook:
 
     # ---- the write path -------------------------------------------------------------------
 
-    @contextlib.asynccontextmanager
-    async def _serialized(self, key: str) -> AsyncIterator[None]:
-        """Queues this process's writes of one member (fewer compare-and-set collisions)."""
-        lock, users = self._locks.setdefault(key, (asyncio.Lock(), [0]))
-        users[0] += 1
-        try:
-            async with lock:
-                yield
-        finally:
-            users[0] -= 1
-            if users[0] == 0:
-                self._locks.pop(key, None)
-
     async def _head(self, member_id: str, follow_merges: bool) -> Head:
         doc = await self._members.find_one({"_id": member_id}, MEMBER_PROJECTION)
         if doc is None:
@@ -649,8 +703,8 @@ class PointsBook:
         return head_from_member_document(doc)
 
     async def _roll_forward(self, head: Head) -> bool:
-        """Applies entry head.seq + 1 if it exists (its head write was lost or is in flight),
-        and any after it (a head written back by a re-seed catches up at once)."""
+        """Applies the entries after head.seq that exist (their head write was lost or is in
+        flight), one compare-and-set each, in order."""
         seq = head.seq
         while True:
             ahead = await self._ledger.find_one({"_id": entry_id(head.member_id, seq + 1)})
@@ -660,25 +714,37 @@ class PointsBook:
             seq += 1
 
     async def _advance(self, member_id: str, seq: int, doc: Document) -> None:
-        """Head `seq` -> the entry `doc` (seq + 1); a no-op if someone already moved it."""
+        """Head `seq` -> the entry `doc`; a no-op if someone already moved it."""
         await self._members.update_one(
             {"_id": member_id, "points.seq": seq}, {"$set": {"points": doc["head"]}}
         )
 
-    async def _commit(self, head: Head, doc: Document) -> None:
-        """The head write after our own insert (tests replace it to simulate a crash)."""
-        await self._advance(head.member_id, head.seq, doc)
+    async def _commit(self, head: Head, docs: Sequence[Document]) -> None:
+        """The head write after our own inserts: from `head` straight to the last of `docs`
+        (tests replace it to simulate a crash). If another writer moved the head meanwhile
+        (rolling some of our entries forward), the rest is rolled forward."""
+        result = await self._members.update_one(
+            {"_id": head.member_id, "points.seq": head.seq},
+            {"$set": {"points": docs[-1]["head"]}},
+        )
+        if result.matched_count == 0:
+            await self._roll_forward(await self._head(head.member_id, False))
+
+    async def _find(self, kind: str, reference: str) -> Document | None:
+        return await self._ledger.find_one({"reference": reference, "kind": kind})
 
     async def _answer(self, doc: Document, head: Head, requested_id: str) -> Written:
-        """An entry found under the change's (kind, reference): it must be this member's (or
-        a member merged into it), and its head write is finished before answering."""
+        """An entry found under a change's (reference, kind): it must be this member's (or a
+        member merged into it); its head is brought up to it before answering."""
+        if doc.get("void"):
+            raise reverted_first(doc["reference"])
         owner = doc["member_id"]
         if owner not in (requested_id, head.member_id, *head.merged_ids):
             survivor = await self._head(owner, True)
             if survivor.member_id != head.member_id:
                 raise key_reused(doc["kind"], doc["reference"])
         if owner != head.member_id or head.seq < int(doc["seq"]):
-            await self._advance(owner, int(doc["seq"]) - 1, doc)
+            await self._roll_forward(await self._head(owner, False))
         return Written(entry_from_document(doc), doc, replayed=True)
 
     async def _change(
@@ -691,66 +757,136 @@ class PointsBook:
         note: str = "",
         actor: Actor = SYSTEM,
         follow_merges: bool = True,
-        blocked_by: tuple[str, ...] = (),
     ) -> Written | None:
-        async with self._serialized(member_id):
-            for attempt in range(MAX_ATTEMPTS):
-                head = await self._head(member_id, follow_merges)
-                fixed = not callable(reference)
-                ref = reference if isinstance(reference, str) else reference(head)
-                if fixed and blocked_by:
-                    # Looked up after the head was read: an entry the head includes is seen.
-                    found = await self._find(kind, ref, blocked_by)
-                    if found is not None:
-                        if found["kind"] != kind:
-                            raise invalid_state(
-                                f"{kind} {ref!r} is refused: a {found['kind']} of it came first",
-                                reference=ref,
-                            )
-                        return await self._answer(found, head, member_id)
-                try:
-                    if head.closed is not None and kind not in (TRANSFER_OUT, EXPIRE):
-                        raise merge_in_progress(head.member_id, head.closed)
-                    now = self._clock()
-                    new_id = entry_id(head.member_id, head.seq + 1)
-                    plan = await compute(head, now, new_id)
-                except ServiceError:
-                    # A replay is answered even when the change would be refused now.
-                    found = await self._find(kind, ref, ()) if fixed else None
-                    if found is None:
-                        raise
-                    return await self._answer(found, head, member_id)
-                if plan is None:
-                    return None
-                doc = self._entry_document(head, new_id, kind, ref, plan, now, note, actor)
-                try:
-                    # A replay fails here on the unique (reference, kind) and is answered.
-                    await self._ledger.insert_one(doc)
-                except DuplicateKeyError:
-                    if fixed:
-                        found = await self._find(kind, ref, ())
-                        if found is not None:
-                            return await self._answer(found, head, member_id)
-                    await self._roll_forward(head)
-                    await asyncio.sleep(random.uniform(0, 0.001 * min(attempt + 1, 20)))
-                    continue
-                await self._commit(head, doc)
-                return Written(entry_from_document(doc), doc, replayed=False)
-        raise contention(member_id)
+        """Queues the change on its member; one drainer per member and process writes the
+        queued changes in batches (group commit)."""
+        request = _Request(
+            kind, reference, compute, note, actor, asyncio.get_running_loop().create_future()
+        )
+        key = (member_id, follow_merges)
+        self._queues.setdefault(key, []).append(request)
+        if key not in self._drainers:
+            self._drainers[key] = asyncio.create_task(self._drain(key))
+        # A caller that goes away does not cancel the change (it may be written already).
+        return await asyncio.shield(request.future)
 
-    async def _find(
-        self, kind: str, reference: str, blocked_by: tuple[str, ...]
-    ) -> Document | None:
-        if not blocked_by:
-            return await self._ledger.find_one({"kind": kind, "reference": reference})
-        kinds = (kind, *blocked_by)
-        found = [
-            doc async for doc in self._ledger.find({"reference": reference}) if doc["kind"] in kinds
-        ]
-        for doc in found:
-            if doc["kind"] == kind:
-                return doc
-        return found[0] if found else None
+    async def _drain(self, key: tuple[str, bool]) -> None:
+        member_id, follow_merges = key
+        try:
+            while queue := self._queues.get(key):
+                batch = queue[:MAX_BATCH]
+                del queue[: len(batch)]
+                try:
+                    await self._run(member_id, follow_merges, batch)
+                except Exception as error:  # a failed command fails its batch, not the queue
+                    for request in batch:
+                        _settle(request, error)
+        finally:
+            self._drainers.pop(key, None)
+            left = self._queues.pop(key, [])
+            for request in left:  # only when cancelled (process stopping)
+                _settle(request, asyncio.CancelledError())
+
+    async def _run(self, member_id: str, follow_merges: bool, batch: list[_Request]) -> None:
+        """One batch: read the head, compute each change on the head the previous ones left,
+        insert the entries in one ordered insert, move the head once. An entry that collides
+        ends the insert there: a replay is answered, a lost race for its seq rolls the other
+        writer forward, and the changes after it are computed again on the new head."""
+        for attempt in range(MAX_ATTEMPTS):
+            if not batch:
+                return
+            try:
+                head = await self._head(member_id, follow_merges)
+            except ServiceError as error:
+                for request in batch:
+                    _settle(request, error)
+                return
+            lookup = Lookup(self._ledger)
+            now = self._clock()
+            state = head
+            written: list[tuple[_Request, Document]] = []
+            same: list[tuple[_Request, Document]] = []  # a replay of a change in this batch
+            for request in batch:
+                fixed = isinstance(request.reference, str)
+                ref = (
+                    request.reference
+                    if isinstance(request.reference, str)
+                    else (request.reference(state))
+                )
+                if fixed and (ref, request.kind) in lookup.pending:
+                    same.append((request, lookup.pending[(ref, request.kind)]))
+                    continue
+                try:
+                    if state.closed is not None and request.kind not in (TRANSFER_OUT, EXPIRE):
+                        raise merge_in_progress(state.member_id, state.closed)
+                    new_id = entry_id(state.member_id, state.seq + 1)
+                    plan = await request.compute(state, now, new_id, lookup)
+                except ServiceError as error:
+                    # A replay is answered even when the change would be refused now.
+                    found = await self._find(request.kind, ref) if fixed else None
+                    if found is None:
+                        _settle(request, error)
+                    else:
+                        await self._settle_answer(request, found, head, member_id)
+                    continue
+                if plan is None:
+                    _settle(request, None)
+                    continue
+                doc = self._entry_document(
+                    state, new_id, request.kind, ref, plan, now, request.note, request.actor
+                )
+                written.append((request, doc))
+                lookup.pending[(ref, request.kind)] = doc
+                state = Head(
+                    state.member_id,
+                    int(doc["seq"]),
+                    head_from_member_document({"_id": state.member_id, "points": doc["head"]}).lots,
+                    doc["head"]["closed"],
+                    state.merged_ids,
+                )
+            inserted = len(written)
+            if written:
+                try:
+                    await self._ledger.insert_many([doc for _, doc in written], ordered=True)
+                except BulkWriteError as error:
+                    inserted = int(error.details.get("nInserted", 0))
+                if inserted:
+                    await self._commit(head, [doc for _, doc in written[:inserted]])
+            done = {doc["_id"] for _, doc in written[:inserted]}
+            for request, doc in written[:inserted]:
+                _settle(request, Written(entry_from_document(doc), doc, replayed=False))
+            for request, doc in same:
+                if doc["_id"] in done:
+                    _settle(request, Written(entry_from_document(doc), doc, replayed=True))
+            if inserted == len(written):
+                return
+            # written[inserted] collided: a replay of an entry in the ledger, or its seq was
+            # taken by another writer (another replica, or a merge writing the same head).
+            request, doc = written[inserted]
+            rest = [r for r, _ in written[inserted + 1 :]]
+            rest += [r for r, d in same if d["_id"] not in done]
+            found = (
+                await self._find(request.kind, doc["reference"])
+                if isinstance(request.reference, str)
+                else None
+            )
+            if found is not None:
+                await self._settle_answer(request, found, head, member_id)
+            else:
+                rest.insert(0, request)
+                await self._roll_forward(await self._head(member_id, follow_merges))
+                await asyncio.sleep(random.uniform(0, 0.001 * min(attempt + 1, 20)))
+            batch = rest
+        for request in batch:
+            _settle(request, contention(member_id))
+
+    async def _settle_answer(
+        self, request: _Request, found: Document, head: Head, requested_id: str
+    ) -> None:
+        try:
+            _settle(request, await self._answer(found, head, requested_id))
+        except ServiceError as error:
+            _settle(request, error)
 
     @staticmethod
     def _entry_document(
