@@ -389,6 +389,37 @@ async def test_concurrent_mixed_changes_keep_the_ledger_exact(svc: Service) -> N
             assert sum(t["points"] for t in entry["takes"]) == 70
 
 
+async def test_a_redeem_and_its_revert_sent_together_never_lose_or_make_points(
+    svc: Service,
+) -> None:
+    """Whichever lands first: redeem then revert gives the points back; revert then redeem
+    refuses the redeem. Sent all at once, they are computed in shared batches."""
+    member_id = await new_member(svc)
+    await earn(svc, member_id, 1_000, "start-race")
+    calls: list[Any] = []
+    for i in range(10):
+        reference = f"race-order-{i}"
+        revert = svc.stub.RevertPointsRedemption(
+            member_pb2.RevertPointsRedemptionRequest(member_id=member_id, reference=reference)
+        )
+        redeeming = redeem(svc, member_id, 40, reference)
+        calls += [revert, redeeming] if i % 2 else [redeeming, revert]
+    results = await asyncio.gather(*calls, return_exceptions=True)
+    for result in results:
+        if isinstance(result, grpc.aio.AioRpcError):
+            details = RpcErrorDetails.from_rpc_error(result)
+            assert (details.code, details.reason) == (
+                grpc.StatusCode.FAILED_PRECONDITION,
+                "INVALID_STATE",
+            )
+    head, entries = await assert_ledger_exact(svc, member_id)
+    assert head["total"] == 1_000
+    for i in range(10):
+        mine = [e for e in entries if e["reference"] == f"race-order-{i}"]
+        assert sum(e["delta"] for e in mine) == 0
+        assert [e["kind"] for e in mine] in (["redeem", "revert"], ["revert"])
+
+
 async def test_thirty_concurrent_replays_of_one_redeem_apply_once(svc: Service) -> None:
     member_id = await new_member(svc)
     await earn(svc, member_id, 1_000, "start-4")

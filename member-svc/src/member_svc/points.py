@@ -772,6 +772,7 @@ class PointsBook:
 
     async def _drain(self, key: tuple[str, bool]) -> None:
         member_id, follow_merges = key
+        batch: list[_Request] = []
         try:
             while queue := self._queues.get(key):
                 batch = queue[:MAX_BATCH]
@@ -783,9 +784,9 @@ class PointsBook:
                         _settle(request, error)
         finally:
             self._drainers.pop(key, None)
-            left = self._queues.pop(key, [])
-            for request in left:  # only when cancelled (process stopping)
-                _settle(request, asyncio.CancelledError())
+            # Anything left unanswered (only when the process is stopping) fails as aborted.
+            for request in [*batch, *self._queues.pop(key, [])]:
+                _settle(request, contention(member_id))
 
     async def _run(self, member_id: str, follow_merges: bool, batch: list[_Request]) -> None:
         """One batch: read the head, compute each change on the head the previous ones left,
