@@ -97,8 +97,12 @@ def codes_exhausted(store_id: str) -> ServiceError:
 class PickupCodes:
     """The `pickup_codes` claims."""
 
-    def __init__(self, database: AsyncDatabase[Document]) -> None:
+    def __init__(
+        self, database: AsyncDatabase[Document], draw: Callable[[], str] = new_code
+    ) -> None:
         self._codes = database[PICKUP_CODES]
+        # Where codes come from (tests draw known codes to collide on purpose).
+        self._draw = draw
 
     async def claim(self, store_id: str, order_id: str, now: datetime, is_open: IsOpen) -> str:
         """The order's code: its existing claim, or a fresh code unique in the store."""
@@ -106,7 +110,7 @@ class PickupCodes:
         if held is not None:
             return held
         for _ in range(CLAIM_ATTEMPTS):
-            code = new_code()
+            code = self._draw()
             claim_id = f"{store_id}:{code}"
             try:
                 await self._codes.insert_one(
