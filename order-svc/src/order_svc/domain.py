@@ -125,11 +125,13 @@ class SagaState(enum.StrEnum):
 
 
 class SagaStep(enum.StrEnum):
-    """PlaceOrder's steps after the quote, in order (the quote runs before the insert)."""
+    """PlaceOrder's steps after the quote, in order (the quote runs before the insert):
+    stock first, so an order that cannot get stock (a sold-out flash sale) fails before it
+    has locked or redeemed anything."""
 
+    STOCK = "stock"
     COUPON = "coupon"
     POINTS = "points"
-    STOCK = "stock"
     CONFIRM = "confirm"
     FINISHED = "finished"
 
@@ -157,11 +159,12 @@ class EffectKind(enum.StrEnum):
     RECORD_RETURNED = "record_returned"  # ref = return id
 
 
-# Compensations of the saga, in the order they run (the reverse of the steps).
+# Compensations of the saga, in the order they run (the reverse of its steps: stock,
+# coupon, points).
 COMPENSATION_KINDS = (
-    EffectKind.RELEASE_STOCK.value,
     EffectKind.REVERT_POINTS.value,
     EffectKind.RELEASE_COUPON.value,
+    EffectKind.RELEASE_STOCK.value,
 )
 
 

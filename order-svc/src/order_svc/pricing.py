@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import math
+import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
@@ -47,7 +48,7 @@ from retail.common.v1 import common_pb2
 from retail.member.v1 import member_pb2
 from retail.order.v1 import order_pb2
 from retail.store.v1 import store_pb2
-from retail_kit.errors import FieldViolation, ServiceError, invalid_argument, not_found
+from retail_kit.errors import FieldViolation, ServiceError, invalid_argument
 from retail_kit.validation import id_violation
 
 if TYPE_CHECKING:
@@ -287,14 +288,23 @@ class Quote:
 
 
 async def quote(services: OrderServices, order: PlaceInput, now: datetime) -> Quote:
-    """Prices the lines and plans the fulfilments; raises ServiceError for a refusal (with
-    this API's field names) and Transient when a service could not be reached."""
-    tier = ""
-    if order.member_id is not None:
-        tier = await _member_tier(services, order.member_id)
-    priced, plan = await asyncio.gather(
-        _price_lines(services, order, tier), _plan(services, order, now)
+    """Plans the fulfilments (stores, stock, promise) and prices the lines; raises
+    ServiceError for a refusal (with this API's field names; the member's first, then the
+    plan's, then the prices') and Transient when a service could not be reached. The prices
+    come last: a sold-out SKU is refused without asking the catalog."""
+
+    async def tier_of() -> str:
+        return await _member_tier(services, order.member_id) if order.member_id else ""
+
+    member, planned = await asyncio.gather(
+        tier_of(), _plan(services, order, now), return_exceptions=True
     )
+    for outcome in (member, planned):
+        if isinstance(outcome, BaseException):
+            raise outcome
+    assert isinstance(member, str) and not isinstance(planned, BaseException)
+    tier, plan = member, planned
+    priced = await _price_lines(services, order, tier)
     currencies = {line_currency for _, line_currency in priced}
     if len(currencies) != 1:
         raise ServiceError(
@@ -337,7 +347,13 @@ async def member_of(services: OrderServices, member_id: str) -> member_pb2.Membe
         )
     except grpc.aio.AioRpcError as error:
         if error.code() is grpc.StatusCode.NOT_FOUND:
-            raise not_found("member", member_id) from None
+            raise ServiceError(
+                grpc.StatusCode.NOT_FOUND,
+                common_pb2.ERROR_REASON_NOT_FOUND,
+                f"member {member_id!r} not found",
+                violations=[FieldViolation("member_id", f"member {member_id!r} not found")],
+                metadata={"entity": "member", "id": member_id},
+            ) from None
         raise relay(error, service="member") from None
     return reply.member
 
@@ -436,11 +452,17 @@ async def _plan(
         hold = now + timedelta(days=services.settings.delivery_hold_days)
         return await _delivery_plan(services, order, hold), None, None
     assert order.store_id is not None
-    store = await _open_store(services, order)
+    checked = await asyncio.gather(
+        _open_store(services, order, now), _check_stock(services, order), return_exceptions=True
+    )
+    for outcome in checked:  # the store's refusal first, then the stock's
+        if isinstance(outcome, BaseException):
+            raise outcome
+    store, ready_by = checked[0]  # type: ignore[misc]
     if order.fulfillment is FulfillmentType.IN_STORE_PURCHASE:
         # Sold over the counter: the hold only has to outlive the commit right after.
         return (PlannedFulfilment(store.id, everything, now + timedelta(days=1)),), None, None
-    ready_by = await _ready_by(services, store, now)
+    assert ready_by is not None
     hold_until_time = ready_by + timedelta(days=max(store.pickup_hold_days, 1))
     reservation_hold = min(
         hold_until_time + timedelta(days=services.settings.reservation_slack_days),
@@ -449,8 +471,66 @@ async def _plan(
     return (PlannedFulfilment(store.id, everything, reservation_hold),), ready_by, hold_until_time
 
 
-async def _open_store(services: OrderServices, order: PlaceInput) -> store_pb2.Store:
+async def _check_stock(services: OrderServices, order: PlaceInput) -> None:
+    """OUT_OF_STOCK from a read of the store's stock when it cannot have enough: a sold-out
+    SKU costs no reservation attempt (the reservation still decides when it can). Only
+    before the order exists: nothing can have been reserved for it yet."""
     store_id = order.store_id or ""
+    request = store_pb2.BatchGetInventoryRequest(
+        store_id=store_id, sku_ids=[sku for sku, _ in order.lines]
+    )
+    try:
+        reply = await rpc("store", lambda: services.clients.store.BatchGetInventory(request))
+    except grpc.aio.AioRpcError:
+        return  # unknown store and the like: _open_store says so; else the reservation decides
+    available = {level.sku_id: level.available for level in reply.levels}
+    for index, (sku_id, quantity) in enumerate(order.lines):
+        # A SKU the store never stocked (or an unknown one) is left to the catalog's
+        # NOT_FOUND and the reservation's answer.
+        have = available.get(sku_id, quantity)
+        if have < quantity:
+            raise ServiceError(
+                grpc.StatusCode.FAILED_PRECONDITION,
+                common_pb2.ERROR_REASON_OUT_OF_STOCK,
+                f"only {have} of {sku_id!r} available in store {store_id!r}, {quantity} requested",
+                violations=[FieldViolation(f"lines[{index}].quantity", "not enough stock")],
+                metadata={
+                    "store_id": store_id,
+                    "sku_id": sku_id,
+                    "requested": str(quantity),
+                    "available": str(have),
+                },
+            )
+
+
+async def _open_store(
+    services: OrderServices, order: PlaceInput, now: datetime
+) -> tuple[store_pb2.Store, datetime | None]:
+    """The store (it must be open, and offer pickup for a pickup) and, for a pickup, its
+    ready-by promise; both reused for `store_cache_seconds`."""
+    store_id = order.store_id or ""
+    pickup = order.fulfillment is FulfillmentType.PICKUP_IN_STORE
+    ttl = services.settings.store_cache_seconds
+    cached = services.store_cache.get(store_id)
+    if cached is not None and time.monotonic() - cached[0] < ttl and (cached[2] or not pickup):
+        store, ready_by = cached[1], cached[2]
+    else:
+        store = await _get_store(services, store_id)
+        ready_by = None
+        if pickup and store.status == store_pb2.STORE_STATUS_OPEN:
+            ready_by = await _ready_by(services, store, now)
+        if ttl > 0:
+            services.store_cache[store_id] = (time.monotonic(), store, ready_by)
+    service = "pickup" if pickup else "till"
+    if store.status != store_pb2.STORE_STATUS_OPEN:
+        status = store_pb2.StoreStatus.Name(store.status).removeprefix("STORE_STATUS_").lower()
+        raise store_service_unavailable(store_id, service, f"is {status.replace('_', ' ')}")
+    if pickup and PICKUP_SERVICE not in store.services:
+        raise store_service_unavailable(store_id, service, "does not offer pickup")
+    return store, max(ready_by, now) if ready_by is not None else None
+
+
+async def _get_store(services: OrderServices, store_id: str) -> store_pb2.Store:
     try:
         reply = await rpc(
             "store",
@@ -466,14 +546,7 @@ async def _open_store(services: OrderServices, order: PlaceInput) -> store_pb2.S
                 metadata={"entity": "store", "id": store_id},
             ) from None
         raise relay(error, service="store") from None
-    store = reply.store
-    service = "pickup" if order.fulfillment is FulfillmentType.PICKUP_IN_STORE else "till"
-    if store.status != store_pb2.STORE_STATUS_OPEN:
-        status = store_pb2.StoreStatus.Name(store.status).removeprefix("STORE_STATUS_").lower()
-        raise store_service_unavailable(store_id, service, f"is {status.replace('_', ' ')}")
-    if service == "pickup" and PICKUP_SERVICE not in store.services:
-        raise store_service_unavailable(store_id, service, "does not offer pickup")
-    return store
+    return reply.store
 
 
 async def _ready_by(services: OrderServices, store: store_pb2.Store, now: datetime) -> datetime:

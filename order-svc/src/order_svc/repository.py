@@ -88,6 +88,21 @@ def _lit(value: Any) -> Any:
     return {"$literal": value}
 
 
+def apply_set(document: Document, fields: Mapping[str, Any]) -> None:
+    """Applies `$set` paths ("a.b", "lines.2.paid_amount") to a document in memory, as the
+    server did, so a writer that knows its write succeeded need not read it back."""
+    for path, value in fields.items():
+        parts = path.split(".")
+        target: Any = document
+        for part in parts[:-1]:
+            target = target[int(part)] if isinstance(target, list) else target.setdefault(part, {})
+        last = parts[-1]
+        if isinstance(target, list):
+            target[int(last)] = value
+        else:
+            target[last] = value
+
+
 # -- documents <-> domain ------------------------------------------------------------------
 
 
@@ -617,6 +632,7 @@ class IdempotencyKeys:
 class OrderRepository:
     def __init__(self, database: AsyncDatabase[Document]) -> None:
         self._db = database
+        self.database = database
         self._orders = database[ORDERS]
         self.keys = IdempotencyKeys(database)
 
@@ -632,7 +648,6 @@ class OrderRepository:
     async def get_orders(self, order_ids: Sequence[str]) -> dict[str, Order]:
         found = await find_by_ids(self._orders, order_ids)
         return {key: order_from_document(doc) for key, doc in found.items()}
-        self.database = database
 
     async def list_orders(
         self,

@@ -84,7 +84,14 @@ from order_svc.pricing import (
     rpc,
     validate,
 )
-from order_svc.repository import IdempotencyKey, line_to_document, saga_error_to_document
+from order_svc.repository import (
+    IdempotencyKey,
+    apply_set,
+    line_to_document,
+    order_from_document,
+    order_to_document,
+    saga_error_to_document,
+)
 from order_svc.services import OrderServices
 from retail.common.v1 import common_pb2
 from retail.member.v1 import member_pb2
@@ -133,19 +140,16 @@ def key_scope(order: PlaceInput) -> str:
 
 
 def first_step(order: Order) -> SagaStep:
-    if order.coupon is not None:
-        return SagaStep.COUPON
-    if order.points is not None:
-        return SagaStep.POINTS
     return SagaStep.STOCK
 
 
 def step_after(order: Order, step: SagaStep) -> SagaStep:
-    if step is SagaStep.COUPON:
-        return SagaStep.POINTS if order.points is not None else SagaStep.STOCK
-    if step is SagaStep.POINTS:
-        return SagaStep.STOCK
-    if step is SagaStep.STOCK:
+    """stock -> coupon (if any) -> points (if any) -> confirm."""
+    if step is SagaStep.STOCK and order.coupon is not None:
+        return SagaStep.COUPON
+    if step in (SagaStep.STOCK, SagaStep.COUPON) and order.points is not None:
+        return SagaStep.POINTS
+    if step in (SagaStep.STOCK, SagaStep.COUPON, SagaStep.POINTS):
         return SagaStep.CONFIRM
     return SagaStep.FINISHED
 
@@ -339,7 +343,11 @@ class SagaRunner:
         )
         if not applied:
             raise _Lost
-        await self._reload()
+        document = order_to_document(self.order)
+        apply_set(document, {**fields, "saga.step": next_step.value, "update_time": now})
+        document["saga"]["lease_until"] = self._lease_until(now)
+        document["version"] += 1
+        self.order = order_from_document(document)
 
     # -- the steps ---------------------------------------------------------------------------
 
@@ -445,7 +453,7 @@ class SagaRunner:
         await self._record(
             SagaStep.POINTS,
             {"points": recorded, **_totals_fields(order, lines)},
-            SagaStep.STOCK,
+            step_after(order, SagaStep.POINTS),
         )
 
     async def _stock(self) -> None:
@@ -478,7 +486,7 @@ class SagaRunner:
             await self._record(
                 SagaStep.STOCK,
                 {f"fulfilments.{index}.status": FulfilmentStatus.RESERVED.value},
-                SagaStep.CONFIRM if last else SagaStep.STOCK,
+                step_after(order, SagaStep.STOCK) if last else SagaStep.STOCK,
             )
             order = self.order
 
@@ -579,18 +587,19 @@ class SagaRunner:
     async def _fail(self, refusal: ServiceError) -> None:
         order = self.order
         now = self.services.now()
+        # The reverse of the steps (stock -> coupon -> points): points, coupon, stock.
         effects: list[Effect] = []
         fields: dict[str, Any] = {}
-        for index, fulfilment in enumerate(order.fulfilments):
-            if fulfilment.status is FulfilmentStatus.RESERVED:
-                effects.append(new_effect(EffectKind.RELEASE_STOCK.value, now, ref=fulfilment.id))
-            fields[f"fulfilments.{index}.status"] = FulfilmentStatus.RELEASED.value
         if order.points is not None and order.points.state == "redeemed":
             effects.append(new_effect(EffectKind.REVERT_POINTS.value, now))
             fields["points.state"] = "reverted"
         if order.coupon is not None and order.coupon.state == "locked":
             effects.append(new_effect(EffectKind.RELEASE_COUPON.value, now, ref=order.coupon.id))
             fields["coupon.state"] = "released"
+        for index, fulfilment in enumerate(order.fulfilments):
+            if fulfilment.status is FulfilmentStatus.RESERVED:
+                effects.append(new_effect(EffectKind.RELEASE_STOCK.value, now, ref=fulfilment.id))
+            fields[f"fulfilments.{index}.status"] = FulfilmentStatus.RELEASED.value
         state = SagaState.COMPENSATING if effects else SagaState.COMPENSATED
         fields.update(
             {
@@ -670,7 +679,19 @@ async def _execute(
     order: PlaceInput,
     request: order_pb2.PlaceOrderRequest,
 ) -> Order:
-    """Quote, insert, run the saga, as the key's owner."""
+    """Quote, insert, run the saga, as the key's owner; at most `max_concurrent_placements`
+    of these run at once in a process (a flash sale queues here, so each order's stock
+    check sees the reservations made before it, and a sold-out SKU is refused by a read)."""
+    async with services.placement_slots:
+        return await _execute_now(services, key, order, request)
+
+
+async def _execute_now(
+    services: OrderServices,
+    key: IdempotencyKey,
+    order: PlaceInput,
+    request: order_pb2.PlaceOrderRequest,
+) -> Order:
     repository = services.repository
     now = services.now()
     lease = timedelta(seconds=services.settings.saga_lease_seconds)

@@ -3,9 +3,11 @@ services, the settings and the clock (injected, so tests move time instead of wa
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from typing import Any
 
 from order_svc.clients import ServiceClients
 from order_svc.repository import OrderRepository
@@ -26,6 +28,15 @@ class OrderServices:
     clients: ServiceClients
     settings: OrderSettings
     clock: Clock = utc_now
+    # New placements this process runs at once (admission control, saga.py).
+    placement_slots: asyncio.Semaphore = field(init=False)
+    # store id -> (monotonic time it was read, the store, its ready-by promise then).
+    store_cache: dict[str, tuple[float, Any, datetime | None]] = field(
+        init=False, default_factory=dict
+    )
+
+    def __post_init__(self) -> None:
+        self.placement_slots = asyncio.Semaphore(max(self.settings.max_concurrent_placements, 1))
 
     def now(self) -> datetime:
         return self.clock()

@@ -17,7 +17,7 @@ class OrderSettings(ServiceSettings):
     catalog_addr: str = "127.0.0.1:50051"
     store_addr: str = "127.0.0.1:50052"
     member_addr: str = "127.0.0.1:50054"
-    call_timeout_seconds: float = 3.0
+    call_timeout_seconds: float = 5.0
     # Background jobs (saga recovery, payment timeout, pickup expiry, effects) run every this
     # many seconds on every replica; 0 turns them off (tests drive them by hand).
     worker_interval_seconds: float = 2.0
@@ -27,6 +27,12 @@ class OrderSettings(ServiceSettings):
     # A saga found stopped later than this after the order was created is compensated
     # instead of resumed (the customer has moved on).
     saga_deadline_seconds: float = 30.0
+    # New placements (quote, insert, saga) running at once per process: admission control
+    # in front of store-svc and member-svc. A flash sale queues here, so an order whose turn
+    # comes after the SKU sold out is refused by a read of the stock, not a reservation.
+    max_concurrent_placements: int = 16
+    # A store's settings and ready-by promise are reused for this long (0 = read each time).
+    store_cache_seconds: float = 5.0
     # A duplicate PlaceOrder waits this long for the first call's answer, then answers
     # ABORTED / IN_PROGRESS (retryable).
     idempotency_wait_seconds: float = 3.0
