@@ -70,6 +70,13 @@ class Round:
     cpu_ms: dict[str, float]
 
 
+def cpu_model() -> str:
+    for line in Path("/proc/cpuinfo").read_text().splitlines():
+        if line.startswith("model name"):
+            return line.split(":", 1)[1].strip()
+    return platform.processor() or platform.machine()
+
+
 def percentile(values: list[float], share: float) -> float:
     ordered = sorted(values)
     index = min(len(ordered) - 1, max(0, round(share * (len(ordered) - 1))))
@@ -285,7 +292,7 @@ def main() -> None:
         print(
             f"points earn+redeem on one member, {args.clients} concurrent, {total_ops} ops per "
             f"round, {args.rounds} rounds, medians ({datetime.now(UTC):%Y-%m-%d %H:%M} UTC, "
-            f"{os.cpu_count()} CPUs, {platform.processor() or platform.machine()}, "
+            f"{os.cpu_count()} CPUs, {cpu_model()}, "
             f"Python {platform.python_version()})"
         )
         print(f"{'target':44} {'ops/s':>8}  {'p50 ms':>7}  {'p99 ms':>7}")
