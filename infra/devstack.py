@@ -33,6 +33,7 @@ from gateway.auth import Role, issue_token
 from gateway.settings import load as load_gateway_settings
 from member_svc import settings as member_settings
 from order_svc import settings as order_settings
+from retail_kit.apikeys import new_api_key
 from retail_kit.embedded import EmbeddedDatabase
 from retail_kit.settings import ServiceSettings, SettingsError, load_settings
 from store_svc import settings as store_settings
@@ -142,6 +143,13 @@ def main() -> int:
 
     signal.signal(signal.SIGTERM, request_stop)
     env = dict(os.environ)
+    # A demo payment partner for ConfirmPayment (a fresh key each run; order-svc keeps only
+    # its sha256), unless ORDER_PARTNER_API_KEYS configures the partners.
+    payment_key = ""
+    if not env.get("ORDER_PARTNER_API_KEYS"):
+        payment_key, env["ORDER_PARTNER_API_KEYS"] = new_api_key(
+            "pk_demo_pay", "demo_pay", ["order.payments"]
+        )
     try:
         if "MONGODB_URI" not in env:
             stack.database = EmbeddedDatabase(
@@ -164,7 +172,7 @@ def main() -> int:
             wait_serving(name, f"{service.host}:{service.port}", stack.processes[name])
         base = f"http://{gateway.host}:{gateway.port}"
         wait_http(f"{base}/healthz", stack.processes["gateway"])
-        print_banner(base, gateway.jwt_secret, gateway.jwt_issuer)
+        print_banner(base, gateway.jwt_secret, gateway.jwt_issuer, payment_key)
         with (Path(config.data_dir) / "stack.pids").open("w") as pids:
             pids.writelines(f"{p.pid}\n" for p in stack.processes.values())
         while all(p.poll() is None for p in stack.processes.values()):
@@ -183,7 +191,7 @@ def main() -> int:
         print("[devstack] stopped", file=sys.stderr)
 
 
-def print_banner(base: str, secret: str, issuer: str) -> None:
+def print_banner(base: str, secret: str, issuer: str, payment_key: str = "") -> None:
     tokens = {
         "customer (m_0001)": issue_token(
             secret, issuer, Role.CUSTOMER, subject="m_0001", member_id="m_0001", ttl=TOKEN_TTL
@@ -206,6 +214,9 @@ def print_banner(base: str, secret: str, issuer: str) -> None:
     print("Demo tokens (send as the header  Authorization: Bearer <token>):")
     for label, token in tokens.items():
         print(f"  {label}: {token}")
+    if payment_key:
+        print("Demo payment partner key (gRPC metadata  x-api-key: <key>, for ConfirmPayment):")
+        print(f"  payment partner (demo_pay, scope order.payments): {payment_key}")
     print("Ctrl-C stops everything.")
     print(f"[devstack] ready: {base}/graphql", flush=True)
 
