@@ -128,8 +128,9 @@ class Product:
     status: ProductStatus
     skus: list[Sku]
     image_urls: list[str]
-    titles: strawberry.Private[dict[str, str]]
-    descriptions: strawberry.Private[dict[str, str]]
+    # The message's own maps, not copies: read only, and the request holds the message.
+    titles: strawberry.Private[Mapping[str, str]]
+    descriptions: strawberry.Private[Mapping[str, str]]
 
     @resolver(description="In `locale` if given, else in the request's locale.")
     def title(self, info: GatewayInfo, locale: str | None = None) -> str:
@@ -158,8 +159,8 @@ class Product:
             status=_STATUS_FROM_PROTO[product.status],
             skus=[Sku.from_proto(sku, product.id) for sku in product.skus],
             image_urls=list(product.image_urls),
-            titles=dict(product.title.values),
-            descriptions=dict(product.description.values),
+            titles=product.title.values,
+            descriptions=product.description.values,
         )
 
 
