@@ -20,8 +20,9 @@ state of an uninterrupted one. Steps, in order:
 - coupons    the absorbed's coupons belong to the survivor (CouponBook, ids unchanged).
 - tags       union: each absorbed tag record is pushed with its original who/where/when
              unless the survivor has the tag (then the survivor's record stays).
-- referrals  members the absorbed invited now point to the survivor (ReferralBook); the
-             survivor keeps its own referrer, else takes the absorbed one's (never itself).
+- referrals  ReferralBook.reassign_member: members the absorbed invited now point to the
+             survivor; the survivor keeps its own referrer, else takes the absorbed one's; a
+             link that would become a self-referral or a cycle is voided.
 - guide      the survivor keeps its exclusive guide (and home store), else takes the
              absorbed one's; audited as associate_assigned.
 - history    birthday kept, else taken; TierBook.merge_history: spend records follow the
@@ -302,17 +303,18 @@ class MergeProcess:
 
     async def _refuse(self, record: MergeRecord) -> None:
         """The mark could not be made: either a retried mark (done already) or the members
-        changed since the request was judged; then the record goes and the caller learns why."""
+        changed since the request was judged; then the record goes and the caller learns why
+        (a member merged away is final and named first; a member busy absorbing another is
+        worth a retry)."""
         absorbed = await self._member_doc(record.absorbed_id)
         if absorbed.get("merge_id") == record.merge_id:
             return  # marked by an earlier run of this merge
         await self._merges.delete_one({"_id": record.absorbed_id, "steps": []})
-        if absorbed["status"] == MemberStatus.MERGED.value:
-            raise member_merged(record.absorbed_id, absorbed.get("merged_into") or "")
-        if absorbed.get("absorbing"):
-            raise merge_in_progress(record.absorbed_id)
         survivor = await self._member_doc(record.survivor_id)
-        raise member_merged(record.survivor_id, survivor.get("merged_into") or "")
+        for doc in (absorbed, survivor):
+            if doc["status"] == MemberStatus.MERGED.value:
+                raise member_merged(doc["_id"], doc.get("merged_into") or "")
+        raise merge_in_progress(record.absorbed_id)
 
     async def _step_identities(self, books: Books, record: MergeRecord) -> None:
         absorbed = await self._member_doc(record.absorbed_id)
@@ -321,15 +323,18 @@ class MergeProcess:
             item = {"kind": claim["kind"], "value": claim["value"]}
             if item not in identities:
                 identities.append(item)
-        if identities:
+        for item in identities:  # each added once, whoever runs the step
             await self._members.update_one(
-                {"_id": record.survivor_id},
-                {"$addToSet": {"identities": {"$each": identities}}, "$inc": {"version": 1}},
+                {"_id": record.survivor_id, "identities": {"$ne": item}},
+                {"$push": {"identities": item}, "$inc": {"version": 1}},
             )
         await self._identities.update_many(
             {"member_id": record.absorbed_id}, {"$set": {"member_id": record.survivor_id}}
         )
-        await self._members.update_one({"_id": record.absorbed_id}, {"$set": {"identities": []}})
+        await self._members.update_one(
+            {"_id": record.absorbed_id, "identities.0": {"$exists": True}},
+            {"$set": {"identities": []}},
+        )
 
     async def _step_points_out(self, books: Books, record: MergeRecord) -> None:
         await books.points.transfer_out(record.absorbed_id, record.merge_id)
@@ -346,21 +351,9 @@ class MergeProcess:
             await push_tag(self._members, record.survivor_id, tag)
 
     async def _step_referrals(self, books: Books, record: MergeRecord) -> None:
-        absorbed_id, survivor_id = record.absorbed_id, record.survivor_id
-        absorbed = await self._member_doc(absorbed_id)
-        # A member cannot have been invited by itself: a survivor invited by the absorbed
-        # loses that referrer (then takes the absorbed one's, below).
-        await self._members.update_one(
-            {"_id": survivor_id, "referred_by": absorbed_id},
-            {"$set": {"referred_by": None}, "$inc": {"version": 1}},
-        )
-        inviter = absorbed.get("referred_by")
-        if inviter and inviter != survivor_id:
-            await self._members.update_one(
-                {"_id": survivor_id, "referred_by": None},
-                {"$set": {"referred_by": inviter}, "$inc": {"version": 1}},
-            )
-        await books.referrals.reassign_member(absorbed_id, survivor_id)
+        # Links to the absorbed follow the survivor, the survivor takes the absorbed's referrer
+        # if it has none; a link that would become a self-referral or a cycle is voided.
+        await books.referrals.reassign_member(record.absorbed_id, record.survivor_id)
 
     async def _step_guide(self, books: Books, record: MergeRecord) -> None:
         absorbed = await self._member_doc(record.absorbed_id)
@@ -406,7 +399,7 @@ class MergeProcess:
         absorbed = await self._member_doc(record.absorbed_id)
         merged_ids = [record.absorbed_id, *absorbed.get("merged_ids", ())]
         await self._members.update_one(
-            {"_id": record.survivor_id},
+            {"_id": record.survivor_id, "absorbing": record.absorbed_id},
             {
                 "$addToSet": {"merged_ids": {"$each": merged_ids}},
                 "$pull": {"absorbing": record.absorbed_id},
