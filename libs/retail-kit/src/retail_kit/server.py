@@ -14,6 +14,7 @@ from grpc_health.v1._async import HealthServicer
 from grpc_reflection.v1alpha import reflection
 from pymongo import AsyncMongoClient
 from pymongo.asynchronous.database import AsyncDatabase
+from pymongo.monitoring import CommandListener
 
 from retail_kit.errors import ServiceErrorInterceptor
 from retail_kit.mongo import Document, connect
@@ -52,6 +53,7 @@ class ServiceHost:
         on_stop: OnStop | None = None,
         *,
         interceptors: Sequence[grpc.aio.ServerInterceptor] = (),  # type: ignore[type-arg]
+        listeners: Sequence[CommandListener] = (),
     ) -> None:
         self.name = name
         self.settings = settings
@@ -65,7 +67,8 @@ class ServiceHost:
         self._health = HealthServicer()
         self._readiness: asyncio.Task[None] | None = None
         self.port = 0
-        client = connect(settings.mongodb_uri, name)
+        # PyMongo command listeners on the service's client (e.g. a test counting commands).
+        client = connect(settings.mongodb_uri, name, listeners=listeners)
         self.context = ServiceContext(settings, client, client[settings.database])
         self.ready = asyncio.Event()
 

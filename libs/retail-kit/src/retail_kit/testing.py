@@ -15,6 +15,7 @@ from contextlib import asynccontextmanager
 
 import grpc
 import pytest
+from pymongo.monitoring import CommandListener
 
 from retail_kit.embedded import EmbeddedDatabase, free_port
 from retail_kit.server import OnReady, OnStop, Register, ServiceHost
@@ -51,13 +52,21 @@ async def running_service(
     on_stop: OnStop | None = None,
     *,
     interceptors: Sequence[grpc.aio.ServerInterceptor] = (),  # type: ignore[type-arg]
+    listeners: Sequence[CommandListener] = (),
 ) -> AsyncIterator[ServiceHost]:
     """Starts a service on a free loopback port and waits until it reports SERVING."""
     import asyncio
 
     settings = dataclasses.replace(settings, host="127.0.0.1", port=0, grace_seconds=1.0)
     host = ServiceHost(
-        name, settings, service_names, register, on_ready, on_stop, interceptors=interceptors
+        name,
+        settings,
+        service_names,
+        register,
+        on_ready,
+        on_stop,
+        interceptors=interceptors,
+        listeners=listeners,
     )
     await host.start()
     try:
