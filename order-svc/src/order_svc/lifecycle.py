@@ -53,6 +53,8 @@ log = logging.getLogger(__name__)
 
 # Orders a job ends per pass (the next pass takes the rest at once: jobs.py loops while busy).
 JOB_BATCH = 100
+# Orders a job ends at once (each delivers up to three effects to store-svc and member-svc).
+JOB_CONCURRENCY = 8
 # A transition lost to a concurrent change is judged again from the order as it is now.
 RETRIES = 8
 
@@ -666,9 +668,12 @@ async def cancel_order(services: OrderServices, order_id: str, actor: Actor, not
 async def _end_due(
     services: OrderServices, due: Sequence[Order], ending: Ending, time_field: str, now: datetime
 ) -> int:
+    slots = asyncio.Semaphore(JOB_CONCURRENCY)
+
     async def end(order: Order) -> int:
         try:
-            ended = await _end(services, order, ending, condition={time_field: {"$lte": now}})
+            async with slots:
+                ended = await _end(services, order, ending, condition={time_field: {"$lte": now}})
         except Exception:
             log.exception("order %s: could not end as %s", order.id, ending.reason)
             return 0
