@@ -48,7 +48,7 @@ from store_svc.demo_data import demo_stores
 from store_svc.settings import StoreSettings
 
 # SKUs stocked by the store seed in every pickup store (first SKU of active products).
-STOCKED_SKU_COUNT = 80
+STOCKED_SKU_COUNT = 160
 ADMIN = common_pb2.Actor(kind=common_pb2.ACTOR_KIND_ADMIN, id="admin_test")
 PICKUP_STORE = "st_001"  # pickup, returns, ship-from-store; open
 CLOSED_STORE = "st_019"  # temporarily closed

@@ -103,15 +103,27 @@ log = logging.getLogger(__name__)
 
 CRASH_ENV = "ORDER_TEST_CRASH_AT"
 _CRASH_AT = os.environ.get(CRASH_ENV, "")
+# "<key>=<point>,...": those orders stop at their points (tests then kill -9 the process).
+_HOLD = dict(item.split("=", 1) for item in _CRASH_AT.split(",") if "=" in item)
 
 RECOVERY_BATCH = 50
 POLL_FIRST_SECONDS = 0.02
 POLL_MAX_SECONDS = 0.2
 
 
-def crashpoint(name: str) -> None:
-    """Tests only: SIGKILL this process when ORDER_TEST_CRASH_AT names this point."""
-    if _CRASH_AT and name == _CRASH_AT:
+async def crashpoint(name: str, key: str) -> None:
+    """Tests only (ORDER_TEST_CRASH_AT; never set in production). "<point>": the process
+    SIGKILLs itself when any order reaches that point. "<key>=<point>,...": each listed
+    order stops for good at its point and logs "crash point <point> reached by <key>", so a
+    test can bring many orders to their points in one process, then kill -9 it."""
+    if not _CRASH_AT:
+        return
+    if _HOLD:
+        if _HOLD.get(key) == name:
+            log.warning("crash point %s reached by %s", name, key)
+            await asyncio.Event().wait()
+        return
+    if name == _CRASH_AT:
         log.warning("%s=%s: killing this process", CRASH_ENV, name)
         os.kill(os.getpid(), signal.SIGKILL)
 
@@ -378,7 +390,7 @@ class SagaRunner:
                 service="member",
                 violations=(FieldViolation(field, error.details() or "refused"),),
             ) from None
-        crashpoint("coupon")
+        await crashpoint("coupon", self.order.idempotency_key)
         shares = coupon_shares(order.lines, reply.discount.amount, reply.line_discounts)
         lines = apply_discounts(order.lines, shares, 0)
         await self._record(
@@ -429,7 +441,7 @@ class SagaRunner:
                 service="member",
                 violations=(FieldViolation("redeem_points", error.details() or "refused"),),
             ) from None
-        crashpoint("points")
+        await crashpoint("points", self.order.idempotency_key)
         redeemed = -reply.entry.delta if reply.entry.delta < 0 else points.requested
         value = reply.value.amount
         recorded = {
@@ -477,7 +489,7 @@ class SagaRunner:
                 await rpc("store", partial(store.ReserveStock, request))
             except grpc.aio.AioRpcError as error:
                 raise self._stock_refusal(error, fulfilment) from None
-            crashpoint("stock")
+            await crashpoint("stock", self.order.idempotency_key)
             last = all(
                 f.status is FulfilmentStatus.RESERVED
                 for f in order.fulfilments
@@ -578,7 +590,7 @@ class SagaRunner:
         if confirmed is None:
             raise _Lost
         self.order = confirmed
-        crashpoint("confirmed")
+        await crashpoint("confirmed", self.order.idempotency_key)
         for effect in confirmed.pending_effects():
             await participants.deliver(self.services, confirmed, effect)
 
@@ -622,7 +634,7 @@ class SagaRunner:
         if failed is None:
             raise _Lost
         self.order = failed
-        crashpoint("failed")
+        await crashpoint("failed", self.order.idempotency_key)
 
     async def compensate(self) -> None:
         """Delivers the pending compensations (reverse order of the steps), then ends the
@@ -630,7 +642,7 @@ class SagaRunner:
         for effect in self.order.pending_effects():
             if effect.kind in COMPENSATION_KINDS:
                 await participants.deliver(self.services, self.order, effect)
-                crashpoint("compensation")
+                await crashpoint("compensation", self.order.idempotency_key)
         await self._reload()
         if any(
             e.kind in COMPENSATION_KINDS and e.state is EffectState.PENDING
@@ -665,7 +677,7 @@ async def place_order(services: OrderServices, request: order_pb2.PlaceOrderRequ
         create_time=now,
     )
     stored, won = await services.repository.keys.claim(key)
-    crashpoint("claimed")
+    await crashpoint("claimed", request.idempotency_key)
     if not won:
         if stored.fingerprint != key.fingerprint:
             raise key_reused(request.idempotency_key)
@@ -703,13 +715,13 @@ async def _execute_now(
     except Transient as failure:
         await repository.keys.give_up(key, services.now())
         raise _unreachable(key.order_id, failure) from None
-    crashpoint("quoted")
+    await crashpoint("quoted", request.idempotency_key)
     draft = build_order(key, request.idempotency_key, order, priced, lease, services.now())
     try:
         await repository.insert(draft)
     except DuplicateKeyError:
         return await _await_answer(services, key, order, request)
-    crashpoint("inserted")
+    await crashpoint("inserted", request.idempotency_key)
     return await _drive(services, draft, key, order, request)
 
 
