@@ -165,6 +165,12 @@ def main() -> int:
             env[f"GATEWAY_{name.removesuffix('_svc').upper()}_ADDR"] = (
                 f"{service.host}:{service.port}"
             )
+            # order-svc calls catalog, store and member (its saga and ListOrders).
+            if name != "order_svc":
+                env.setdefault(
+                    f"ORDER_{name.removesuffix('_svc').upper()}_ADDR",
+                    f"{service.host}:{service.port}",
+                )
         for name in services:
             stack.processes[name] = spawn(name, env)
         stack.processes["gateway"] = spawn("gateway", env)
