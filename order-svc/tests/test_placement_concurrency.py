@@ -44,17 +44,21 @@ async def test_500_concurrent_orders_for_100_units_never_oversell(
     (sku,) = stack.take_skus(1)
     await set_stock(stack, PICKUP_STORE, sku, UNITS)
     members = await asyncio.gather(*(new_member(stack, points=1000) for _ in range(MEMBERS)))
+    with_coupon = range(0, ORDERS_PLACED, 5)
+    issued = await asyncio.gather(*(issue_coupon(stack, members[n % MEMBERS]) for n in with_coupon))
+    coupon_of_order = dict(zip(with_coupon, issued, strict=True))
     requests: list[order_pb2.PlaceOrderRequest] = []
     coupons: dict[str, str] = {}  # idempotency key -> coupon id
     for n in range(ORDERS_PLACED):
-        member = members[n % MEMBERS]
         request = pickup_request(
-            member, [(sku, 1)], key=f"flash-{uuid.uuid4().hex}", redeem_points=POINTS_EACH
+            members[n % MEMBERS],
+            [(sku, 1)],
+            key=f"flash-{uuid.uuid4().hex}",
+            redeem_points=POINTS_EACH,
         )
-        if n % 5 == 0:
-            issued = await issue_coupon(stack, member)
-            request.coupon_id = issued.id
-            coupons[request.idempotency_key] = issued.id
+        if n in coupon_of_order:
+            request.coupon_id = coupon_of_order[n].id
+            coupons[request.idempotency_key] = request.coupon_id
         requests.append(request)
 
     async def place(request: order_pb2.PlaceOrderRequest) -> order_pb2.Order | str:
