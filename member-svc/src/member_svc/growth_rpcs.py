@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+from datetime import datetime
+
+from member_svc.campaigns import CANCELLED, COMPLETED, RUNNING, Campaign
 from member_svc.convert import (
     STAGE_FROM_PROTO,
     STAGE_TO_PROTO,
+    actor_from_proto,
+    actor_to_proto,
     from_timestamp,
     member_to_proto,
     timestamp,
@@ -14,7 +19,7 @@ from member_svc.referrals import Referral
 from member_svc.rpc_base import MemberRpcBase
 from member_svc.segments import SegmentRule, rule_violations
 from retail.member.v1 import member_pb2
-from retail_kit.errors import Context, FieldViolation, invalid_argument, unimplemented
+from retail_kit.errors import Context, FieldViolation, ServiceError, invalid_argument, not_found
 from retail_kit.paging import (
     decode_page_token,
     encode_page_token,
@@ -22,9 +27,11 @@ from retail_kit.paging import (
     page_size,
     query_fingerprint,
 )
-from retail_kit.validation import require_id
+from retail_kit.validation import batch_ids, id_violation, require_id
 
 MAX_INVITE_CODE_LENGTH = 64
+MAX_CAMPAIGN_NAME_LENGTH = 100
+MAX_IDEMPOTENCY_KEY_LENGTH = 128
 DEPRECATED_SEGMENT_FIELDS = ("tags", "tiers", "min_points", "max_points", "home_store_id")
 TIER_NAMES = ", ".join(tier.value for tier in Tier)
 
@@ -100,6 +107,33 @@ def rule_to_proto(rule: SegmentRule) -> member_pb2.SegmentRule:
 
 def rule_fingerprint(rule: member_pb2.SegmentRule) -> str:
     return query_fingerprint(rule.SerializeToString(deterministic=True).hex())
+
+
+CAMPAIGN_STATUS_TO_PROTO = {
+    RUNNING: member_pb2.CAMPAIGN_STATUS_RUNNING,
+    COMPLETED: member_pb2.CAMPAIGN_STATUS_COMPLETED,
+    CANCELLED: member_pb2.CAMPAIGN_STATUS_CANCELLED,
+}
+
+
+def campaign_to_proto(campaign: Campaign) -> member_pb2.Campaign:
+    message = member_pb2.Campaign(
+        id=campaign.id,
+        name=campaign.name,
+        template_id=campaign.template_id,
+        rule=rule_to_proto(campaign.rule),
+        status=CAMPAIGN_STATUS_TO_PROTO[campaign.status],
+        total=campaign.total,
+        processed=campaign.processed,
+        issued=campaign.issued,
+        skipped=campaign.skipped,
+        sold_out=campaign.sold_out,
+        actor=actor_to_proto(campaign.actor),
+        create_time=timestamp(campaign.create_time),
+    )
+    if campaign.finish_time is not None:
+        message.finish_time.CopyFrom(timestamp(campaign.finish_time))
+    return message
 
 
 REFERRAL_STATE_TO_PROTO = {
@@ -214,27 +248,92 @@ class GrowthRpcs(MemberRpcBase):
     async def LaunchCampaign(
         self, request: member_pb2.LaunchCampaignRequest, context: Context
     ) -> member_pb2.LaunchCampaignResponse:
-        raise unimplemented("LaunchCampaign")
+        violations = []
+        name = request.name.strip()
+        if not name:
+            violations.append(FieldViolation("name", "is required"))
+        elif len(name) > MAX_CAMPAIGN_NAME_LENGTH:
+            violations.append(
+                FieldViolation("name", f"at most {MAX_CAMPAIGN_NAME_LENGTH} characters")
+            )
+        if violation := id_violation("template_id", request.template_id):
+            violations.append(violation)
+        key = request.idempotency_key
+        if not key.strip():
+            violations.append(FieldViolation("idempotency_key", "is required"))
+        elif len(key) > MAX_IDEMPOTENCY_KEY_LENGTH:
+            violations.append(
+                FieldViolation(
+                    "idempotency_key", f"at most {MAX_IDEMPOTENCY_KEY_LENGTH} characters"
+                )
+            )
+        if not request.HasField("rule"):
+            violations.append(FieldViolation("rule", "is required (an empty rule is every member)"))
+        try:
+            rule = rule_from_proto(request.rule)
+        except ServiceError as error:
+            violations += error.violations
+        if violations:
+            raise invalid_argument(*violations)
+        campaign = await self.books.campaigns.launch(
+            self.books,
+            name=name,
+            template_id=request.template_id,
+            rule=rule,
+            idempotency_key=key,
+            actor=actor_from_proto(request.actor),
+            now=self.now(),
+        )
+        return member_pb2.LaunchCampaignResponse(campaign=campaign_to_proto(campaign))
 
     async def GetCampaign(
         self, request: member_pb2.GetCampaignRequest, context: Context
     ) -> member_pb2.GetCampaignResponse:
-        raise unimplemented("GetCampaign")
+        campaign = await self.books.campaigns.get(require_id("id", request.id))
+        if campaign is None:
+            raise not_found("campaign", request.id)
+        return member_pb2.GetCampaignResponse(campaign=campaign_to_proto(campaign))
 
     async def BatchGetCampaigns(
         self, request: member_pb2.BatchGetCampaignsRequest, context: Context
     ) -> member_pb2.BatchGetCampaignsResponse:
-        raise unimplemented("BatchGetCampaigns")
+        ids = batch_ids("ids", request.ids)
+        found = await self.books.campaigns.get_many(ids) if ids else {}
+        return member_pb2.BatchGetCampaignsResponse(
+            campaigns=[campaign_to_proto(found[i]) for i in ids if i in found],
+            missing_ids=[i for i in ids if i not in found],
+        )
 
     async def ListCampaigns(
         self, request: member_pb2.ListCampaignsRequest, context: Context
     ) -> member_pb2.ListCampaignsResponse:
-        raise unimplemented("ListCampaigns")
+        size = page_size(request.page_size)
+        fingerprint = query_fingerprint("campaigns")
+        key = decode_page_token(request.page_token, fingerprint)
+        after = None
+        if key is not None:
+            try:
+                after = (datetime.fromisoformat(key[0]), str(key[1]))
+            except (TypeError, ValueError, IndexError, KeyError):
+                raise invalid_page_token() from None
+        campaigns, more = await self.books.campaigns.list_newest(size, after)
+        last = campaigns[-1] if campaigns else None
+        return member_pb2.ListCampaignsResponse(
+            campaigns=[campaign_to_proto(c) for c in campaigns],
+            next_page_token=(
+                encode_page_token(fingerprint, [last.create_time.isoformat(), last.id])
+                if more and last
+                else ""
+            ),
+        )
 
     async def CancelCampaign(
         self, request: member_pb2.CancelCampaignRequest, context: Context
     ) -> member_pb2.CancelCampaignResponse:
-        raise unimplemented("CancelCampaign")
+        campaign = await self.books.campaigns.cancel(
+            require_id("id", request.id), actor_from_proto(request.actor), self.now()
+        )
+        return member_pb2.CancelCampaignResponse(campaign=campaign_to_proto(campaign))
 
 
 def _is_set(request: member_pb2.ListSegmentMembersRequest, name: str) -> bool:
