@@ -37,13 +37,14 @@ import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import TYPE_CHECKING, Any, Protocol, cast
+from typing import TYPE_CHECKING, Any
 
 import grpc
 from pymongo.asynchronous.client_session import AsyncClientSession
 from pymongo.asynchronous.database import AsyncDatabase
 
-from member_svc.domain import SYSTEM, Actor, Member, MemberStatus
+from member_svc.domain import SYSTEM, Member, MemberStatus
+from member_svc.points import LedgerEntry
 from member_svc.repository import MEMBERS, member_from_document
 from member_svc.settings import MemberSettings
 from retail.common.v1 import common_pb2
@@ -85,22 +86,6 @@ INDEXES = (
 
 def reward_reference(referee_id: str, side: str) -> str:
     return f"referral:{referee_id}:{side}"
-
-
-class _Earner(Protocol):
-    """`PointsBook.earn` as the cross-area contract fixes it (member-svc/DESIGN.md)."""
-
-    async def earn(
-        self,
-        member_id: str,
-        points: int,
-        *,
-        kind: str,
-        reference: str,
-        available_time: datetime | None = None,
-        note: str = "",
-        actor: Actor = SYSTEM,
-    ) -> Any: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -205,7 +190,11 @@ class ReferralBook:
         self, session: AsyncClientSession, member_id: str, invite_code: str, now: datetime
     ) -> tuple[str, str]:
         referee = await self._resolve(session, member_id, "member_id")
-        code_owner = await self._members.find_one({"referral_code": invite_code}, session=session)
+        # Codes are issued in capitals; one typed in small letters is the same code.
+        codes = list(dict.fromkeys((invite_code, invite_code.upper())))
+        code_owner = await self._members.find_one(
+            {"referral_code": {"$in": codes}}, session=session
+        )
         if code_owner is None:
             raise unknown_invite_code()
         referrer = await self._follow(session, code_owner)
@@ -308,7 +297,7 @@ class ReferralBook:
 
     async def reward_first_order(
         self, books: Books, member_id: str, order_id: str, now: datetime
-    ) -> list[Any]:
+    ) -> list[LedgerEntry]:
         """Rewards both sides exactly once, on the referee's first completed order: the
         referrer's and the referee's `referral_reward` ledger entries (in that order) for the
         order that was first (and for its replays), [] for any other order or member."""
@@ -329,10 +318,10 @@ class ReferralBook:
                 return entries
         return []
 
-    async def _give(self, books: Books, doc: Document) -> list[Any]:
+    async def _give(self, books: Books, doc: Document) -> list[LedgerEntry]:
         """Both earn entries of a referral being (or already) rewarded; idempotent."""
         referee_id = doc["_id"]
-        points = cast(_Earner, books.points)
+        points = books.points
         note = f"referral reward, first order {doc['reward_order_id']}"
         referrer_entry = await points.earn(
             doc["referrer_id"],
