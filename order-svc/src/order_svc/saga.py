@@ -87,6 +87,7 @@ from order_svc.pricing import (
 from order_svc.repository import (
     IdempotencyKey,
     apply_set,
+    fulfilment_to_document,
     line_to_document,
     order_from_document,
     order_to_document,
@@ -552,10 +553,9 @@ class SagaRunner:
                 {
                     "payment.status": PaymentStatus.PAID.value,
                     "payment.paid_time": now,
-                    **{
-                        f"fulfilments.{i}.status": FulfilmentStatus.DELIVERED.value
-                        for i in range(len(order.fulfilments))
-                    },
+                    "fulfilments": _fulfilments_with_status(
+                        order, {f.id: FulfilmentStatus.DELIVERED for f in order.fulfilments}
+                    ),
                 }
             )
             effects += [
@@ -608,10 +608,12 @@ class SagaRunner:
         if order.coupon is not None and order.coupon.state == "locked":
             effects.append(new_effect(EffectKind.RELEASE_COUPON.value, now, ref=order.coupon.id))
             fields["coupon.state"] = "released"
-        for index, fulfilment in enumerate(order.fulfilments):
+        for fulfilment in order.fulfilments:
             if fulfilment.status is FulfilmentStatus.RESERVED:
                 effects.append(new_effect(EffectKind.RELEASE_STOCK.value, now, ref=fulfilment.id))
-            fields[f"fulfilments.{index}.status"] = FulfilmentStatus.RELEASED.value
+        fields["fulfilments"] = _fulfilments_with_status(
+            order, {f.id: FulfilmentStatus.RELEASED for f in order.fulfilments}
+        )
         state = SagaState.COMPENSATING if effects else SagaState.COMPENSATED
         fields.update(
             {
@@ -828,3 +830,15 @@ async def recovery_job(services: OrderServices, now: datetime) -> int:
 
     results = await asyncio.gather(*(recover(order) for order in stalled))
     return sum(results)
+
+
+def _fulfilments_with_status(
+    order: Order, statuses: dict[str, FulfilmentStatus]
+) -> list[dict[str, Any]]:
+    """The whole `fulfilments` array with new statuses. `transition` is an update pipeline,
+    where MongoDB reads "fulfilments.0.status" as a field named "0" in every element
+    (SERVER-59309), so array elements are never addressed by position there."""
+    return [
+        fulfilment_to_document(replace(f, status=statuses.get(f.id, f.status)))
+        for f in order.fulfilments
+    ]
