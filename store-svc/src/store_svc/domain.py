@@ -82,6 +82,8 @@ class AdjustmentReason(enum.StrEnum):
     COUNT_CORRECTION = "count_correction"
     DAMAGE = "damage"
     TILL_SALE = "till_sale"
+    # Goods a customer returned, put back on sale (order-svc ReturnItems): adds stock.
+    RETURN = "return"
 
 
 @dataclass(frozen=True, slots=True)

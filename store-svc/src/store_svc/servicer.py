@@ -125,6 +125,7 @@ REASON_TO_PROTO = {
     AdjustmentReason.COUNT_CORRECTION: store_pb2.ADJUSTMENT_REASON_COUNT_CORRECTION,
     AdjustmentReason.DAMAGE: store_pb2.ADJUSTMENT_REASON_DAMAGE,
     AdjustmentReason.TILL_SALE: store_pb2.ADJUSTMENT_REASON_TILL_SALE,
+    AdjustmentReason.RETURN: store_pb2.ADJUSTMENT_REASON_RETURN,
 }
 REASON_FROM_PROTO = {number: reason for reason, number in REASON_TO_PROTO.items()}
 
@@ -147,6 +148,7 @@ REASON_SIGN = {
     AdjustmentReason.RECEIVE: 1,
     AdjustmentReason.DAMAGE: -1,
     AdjustmentReason.TILL_SALE: -1,
+    AdjustmentReason.RETURN: 1,
     AdjustmentReason.COUNT_CORRECTION: 0,
 }
 
