@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import re
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
@@ -487,7 +488,10 @@ class CatalogServicer(catalog_pb2_grpc.CatalogServiceServicer):
         if problems:
             raise invalid_argument(*problems)
         distinct = batch_ids("sku_ids", ids)
-        found = await self._repository.get_skus(distinct)
+        # The tree (a few dozen small documents) is read beside the SKUs, not after them.
+        found, parents = await asyncio.gather(
+            self._repository.get_skus(distinct), self._repository.category_parents()
+        )
         missing = [i for i in distinct if i not in found]
         if missing:
             raise _missing("sku", "sku_ids", ids, missing)
@@ -504,6 +508,7 @@ class CatalogServicer(catalog_pb2_grpc.CatalogServiceServicer):
                     rule=quote.rule,
                     product_id=product.id,
                     product_status=_STATUS_TO_PROTO[product.status],
+                    category_ids=category_path(product.category_id, parents),
                 )
             )
         return catalog_pb2.QuotePricesResponse(quotes=quotes)
@@ -571,6 +576,17 @@ class CatalogServicer(catalog_pb2_grpc.CatalogServiceServicer):
             raise invalid_argument(*problems)
         saved = await self._writer.upsert_brand(brand)
         return catalog_pb2.UpsertBrandResponse(brand=brand_to_proto(saved))
+
+
+def category_path(category_id: str, parents: Mapping[str, str | None]) -> list[str]:
+    """The category and its ancestors, nearest first (empty for no category; a parent
+    missing from the tree ends the path; a cycle, which upserts never let in, ends it too)."""
+    path: list[str] = []
+    current: str | None = category_id or None
+    while current and current not in path:
+        path.append(current)
+        current = parents.get(current)
+    return path
 
 
 def _writable_product_id(value: str) -> str:
