@@ -185,6 +185,25 @@ async def test_claim_codes_and_trade_areas(service: CouponService) -> None:
     assert ok.coupon.template_id == area.id
 
 
+async def test_an_issue_only_template_is_issued_but_never_claimed(
+    service: CouponService,
+) -> None:
+    only = await create_template(service, "req-issue-only", issue_only=True)
+    assert only.issue_only
+    before = await snapshot(service.database, COUPONS, COUPON_TEMPLATES)
+    details = await failure(service.stub.ClaimCoupon(claim("m_c9", "only-1", only.id)))
+    assert details.code == grpc.StatusCode.FAILED_PRECONDITION
+    assert details.reason == "COUPON_NOT_APPLICABLE" and fields_of(details) == {"template_id"}
+    assert details.metadata["reason"] == "issue_only"
+    assert await snapshot(service.database, COUPONS, COUPON_TEMPLATES) == before
+    issued = await service.stub.IssueCoupon(
+        member_pb2.IssueCouponRequest(
+            template_id=only.id, member_id="m_c9", reference="only-issue", actor=ADMIN
+        )
+    )
+    assert issued.coupon.template_id == only.id
+
+
 async def test_bad_claims_change_nothing(service: CouponService) -> None:
     template = await create_template(service, "req-bad-claims")
     paused = await create_template(

@@ -65,6 +65,7 @@ class Reason(enum.StrEnum):
     THRESHOLD = "threshold"
     POINTS = "points"
     CLAIM_CODE = "claim_code"
+    ISSUE_ONLY = "issue_only"
 
 
 @dataclass(frozen=True, slots=True)
@@ -97,6 +98,8 @@ class CouponTemplate:
     combinable_with_points: bool = True
     claim_code: str = ""
     claim_store_ids: tuple[str, ...] = ()
+    # Only issued (IssueCoupon, campaigns): members cannot claim it themselves.
+    issue_only: bool = False
     status: TemplateStatus = TemplateStatus.ACTIVE
     create_time: datetime | None = None
     currency: str = DEFAULT_CURRENCY

@@ -302,6 +302,7 @@ def template_from_request(
         combinable_with_points=t.combinable_with_points,
         claim_code=claim_code,
         claim_store_ids=claim_store_ids,
+        issue_only=t.issue_only,
         status=status,
         create_time=now,
     )
@@ -328,6 +329,7 @@ def template_to_proto(template: CouponTemplate) -> member_pb2.CouponTemplate:
         combinable_with_points=template.combinable_with_points,
         claim_code=template.claim_code,
         claim_store_ids=template.claim_store_ids,
+        issue_only=template.issue_only,
         status=TEMPLATE_STATUS_TO_PROTO[template.status],
         create_time=optional_timestamp(template.create_time),
     )

@@ -159,6 +159,7 @@ def template_to_document(template: CouponTemplate) -> Document:
         "ops": [],
         "combinable_with_points": template.combinable_with_points,
         "claim_store_ids": list(template.claim_store_ids),
+        "issue_only": template.issue_only,
         "status": template.status.value,
         "create_time": template.create_time,
     }
@@ -192,6 +193,7 @@ def template_from_document(doc: Document) -> CouponTemplate:
         combinable_with_points=doc.get("combinable_with_points", True),
         claim_code=doc.get("claim_code", ""),
         claim_store_ids=tuple(doc.get("claim_store_ids", ())),
+        issue_only=bool(doc.get("issue_only", False)),
         status=TemplateStatus(doc.get("status", TemplateStatus.ACTIVE.value)),
         create_time=doc.get("create_time"),
         currency=doc.get("currency", "CNY"),
@@ -520,6 +522,10 @@ class CouponBook:
                 raise key_reused("request_id", request_id)
             return existing
         owner = await self._resolve_member(member_id)
+        if template.issue_only:
+            raise claim_refused(
+                template.id, Reason.ISSUE_ONLY, "template_id", "this coupon is only issued"
+            )
         if template.claim_code and not claim_code:
             raise claim_refused(
                 template.id, Reason.CLAIM_CODE, "claim_code", "this coupon is claimed with its code"
@@ -942,6 +948,7 @@ DEMO_TEMPLATES: tuple[CouponTemplate, ...] = (
         valid_days=30,
         per_member_limit=1,
         combinable_with_points=False,
+        issue_only=True,
         create_time=_DEMO_TIME + timedelta(minutes=2),
     ),
 )

@@ -2626,6 +2626,7 @@ class CouponTemplate(_message.Message):
     CLAIM_STORE_IDS_FIELD_NUMBER: _builtins.int
     STATUS_FIELD_NUMBER: _builtins.int
     CREATE_TIME_FIELD_NUMBER: _builtins.int
+    ISSUE_ONLY_FIELD_NUMBER: _builtins.int
     id: _builtins.str
     kind: Global___CouponKind.ValueType
     percent_off: _builtins.int
@@ -2640,6 +2641,8 @@ class CouponTemplate(_message.Message):
     claim_code: _builtins.str
     """Optional public code members type to claim (e.g. "COFFEE50")."""
     status: Global___CouponTemplateStatus.ValueType
+    issue_only: _builtins.bool
+    """Only issued (to a member or by a campaign), never claimed by members themselves."""
     @_builtins.property
     def name(self) -> _common_pb2.LocalizedText: ...
     @_builtins.property
@@ -2688,10 +2691,11 @@ class CouponTemplate(_message.Message):
         claim_store_ids: _abc.Iterable[_builtins.str] | None = ...,
         status: Global___CouponTemplateStatus.ValueType = ...,
         create_time: _timestamp_pb2.Timestamp | None = ...,
+        issue_only: _builtins.bool = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["amount_off", b"amount_off", "cap", b"cap", "create_time", b"create_time", "name", b"name", "scope", b"scope", "threshold", b"threshold", "valid_from", b"valid_from", "valid_until", b"valid_until"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["amount_off", b"amount_off", "cap", b"cap", "claim_code", b"claim_code", "claim_store_ids", b"claim_store_ids", "combinable_with_points", b"combinable_with_points", "create_time", b"create_time", "id", b"id", "issued_count", b"issued_count", "kind", b"kind", "name", b"name", "per_member_limit", b"per_member_limit", "percent_off", b"percent_off", "scope", b"scope", "status", b"status", "threshold", b"threshold", "total_limit", b"total_limit", "valid_days", b"valid_days", "valid_from", b"valid_from", "valid_until", b"valid_until"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["amount_off", b"amount_off", "cap", b"cap", "claim_code", b"claim_code", "claim_store_ids", b"claim_store_ids", "combinable_with_points", b"combinable_with_points", "create_time", b"create_time", "id", b"id", "issue_only", b"issue_only", "issued_count", b"issued_count", "kind", b"kind", "name", b"name", "per_member_limit", b"per_member_limit", "percent_off", b"percent_off", "scope", b"scope", "status", b"status", "threshold", b"threshold", "total_limit", b"total_limit", "valid_days", b"valid_days", "valid_from", b"valid_from", "valid_until", b"valid_until"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
