@@ -1,7 +1,8 @@
 """gRPC failures and gateway-side input checks as GraphQL errors with `extensions.code`.
 
 Codes a client can switch on: NOT_FOUND, BAD_USER_INPUT, FORBIDDEN, UNAUTHENTICATED,
-FAILED_PRECONDITION, CONFLICT, SERVICE_UNAVAILABLE, INTERNAL, plus GRAPHQL_PARSE_FAILED and
+FAILED_PRECONDITION, CONFLICT, SERVICE_UNAVAILABLE, RETRY_LATER (the same request is still
+being executed: send it again shortly), INTERNAL, plus GRAPHQL_PARSE_FAILED and
 GRAPHQL_VALIDATION_FAILED for documents refused before execution. An unexpected failure
 never shows its message to the client: it is logged and answered as INTERNAL.
 """
@@ -31,6 +32,7 @@ class ErrorCode(enum.StrEnum):
     FAILED_PRECONDITION = "FAILED_PRECONDITION"
     CONFLICT = "CONFLICT"
     SERVICE_UNAVAILABLE = "SERVICE_UNAVAILABLE"
+    RETRY_LATER = "RETRY_LATER"
     INTERNAL = "INTERNAL"
     GRAPHQL_PARSE_FAILED = "GRAPHQL_PARSE_FAILED"
     GRAPHQL_VALIDATION_FAILED = "GRAPHQL_VALIDATION_FAILED"

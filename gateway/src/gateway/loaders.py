@@ -22,6 +22,7 @@ from gateway.clients import ServiceClients
 from gateway.errors import ErrorCode, from_rpc_error, not_found
 from retail.catalog.v1 import catalog_pb2
 from retail.member.v1 import member_pb2
+from retail.order.v1 import order_pb2
 from retail.store.v1 import store_pb2
 from retail_kit.validation import MAX_BATCH_SIZE
 
@@ -42,6 +43,7 @@ class Loaders:
     quote: DataLoader[str, catalog_pb2.PriceQuote]
     store: DataLoader[str, store_pb2.Store]
     member: DataLoader[str, member_pb2.Member]
+    order: DataLoader[str, order_pb2.Order]
     principal: Principal
 
     async def viewer_tier(self) -> str:
@@ -75,7 +77,7 @@ async def _batch_get(
 
 
 def build_loaders(clients: ServiceClients, principal: Principal, channel: ChannelChoice) -> Loaders:
-    catalog, store, member = clients.catalog, clients.store, clients.member
+    catalog, store, member, order = clients.catalog, clients.store, clients.member, clients.order
 
     async def load_products(ids: list[str]) -> list[catalog_pb2.Product | BaseException]:
         async def fetch(batch: list[str]) -> Sequence[catalog_pb2.Product]:
@@ -110,6 +112,12 @@ def build_loaders(clients: ServiceClients, principal: Principal, channel: Channe
             return (await member.BatchGetMembers(request)).members
 
         return await _batch_get(ids, fetch, lambda m: m.id, "member", "member")
+
+    async def load_orders(ids: list[str]) -> list[order_pb2.Order | BaseException]:
+        async def fetch(batch: list[str]) -> Sequence[order_pb2.Order]:
+            return (await order.BatchGetOrders(order_pb2.BatchGetOrdersRequest(ids=batch))).orders
+
+        return await _batch_get(ids, fetch, lambda o: o.id, "order", "order")
 
     async def load_tree(keys: list[str]) -> list[Sequence[catalog_pb2.Category]]:
         try:
@@ -149,6 +157,7 @@ def build_loaders(clients: ServiceClients, principal: Principal, channel: Channe
         quote=loader(load_quotes),
         store=loader(load_stores),
         member=loader(load_members),
+        order=loader(load_orders),
         principal=principal,
     )
     return loaders
