@@ -14,6 +14,7 @@ from starlette.routing import Route, WebSocketRoute
 from gateway.auth import BearerAuthMiddleware
 from gateway.clients import ServiceClients
 from gateway.context import GatewayGraphQL
+from gateway.members_auth import CustomerAuth, WeChatAuth
 from gateway.schema import build_schema
 from gateway.settings import GatewaySettings
 
@@ -22,12 +23,15 @@ def create_app(
     settings: GatewaySettings,
     *,
     interceptors: Sequence[grpc.aio.ClientInterceptor] = (),
+    wechat: WeChatAuth | None = None,
 ) -> Starlette:
-    """`interceptors` are added to every service channel after the deadline one."""
+    """`interceptors` are added to every service channel after the deadline one; `wechat`
+    is the production WeChat sign-in (members_auth.py), else the setting decides."""
     graphql = GatewayGraphQL(
         build_schema(introspection=settings.introspection),
         graphql_ide="graphiql" if settings.graphiql else None,
     )
+    graphql.customer_auth = CustomerAuth.from_settings(settings, wechat)
     endpoint = BearerAuthMiddleware(graphql, settings.jwt_secret, settings.jwt_issuer)
 
     @asynccontextmanager

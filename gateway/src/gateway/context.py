@@ -14,6 +14,7 @@ from gateway.auth import Principal, principal_of
 from gateway.channel import CHANNEL_HEADER, ChannelChoice, parse_channel
 from gateway.clients import ServiceClients
 from gateway.loaders import Loaders, build_loaders
+from gateway.members_auth import CustomerAuth
 
 DEFAULT_LOCALE = "zh-Hans"
 ENGLISH = "en"
@@ -29,6 +30,8 @@ class GatewayContext:
     channel: ChannelChoice
     """From the X-Retail-Channel header; a refused value stops the request (ChannelCheck)."""
     loaders: Loaders
+    customer_auth: CustomerAuth
+    """WeChat sign-in, customer tokens and member codes (members_auth.py)."""
 
 
 GatewayInfo = Info[GatewayContext, None]
@@ -57,12 +60,15 @@ class GatewayGraphQL(GraphQL[GatewayContext, None]):
     """The strawberry ASGI view; the app's lifespan sets `clients` before any request."""
 
     clients: ServiceClients | None = None
+    customer_auth: CustomerAuth | None = None
 
     async def get_context(
         self, request: Request | WebSocket, response: Response | WebSocket
     ) -> GatewayContext:
         if self.clients is None:
             raise RuntimeError("the gateway's service clients are not open (lifespan not run)")
+        if self.customer_auth is None:
+            raise RuntimeError("the gateway's customer auth is not set (create_app sets it)")
         principal = principal_of(request.scope)
         channel = parse_channel(request.headers.get(CHANNEL_HEADER))
         return GatewayContext(
@@ -73,4 +79,5 @@ class GatewayGraphQL(GraphQL[GatewayContext, None]):
             locale=negotiate_locale(request.headers.get("accept-language")),
             channel=channel,
             loaders=build_loaders(self.clients, principal, channel),
+            customer_auth=self.customer_auth,
         )

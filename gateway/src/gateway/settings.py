@@ -28,6 +28,8 @@ class GatewaySettings:
     graphiql: bool = True
     log_level: str = dataclasses.field(default="INFO", metadata={SHARED_ENV: "LOG_LEVEL"})
     grace_seconds: float = 5.0
+    # Development only: signInWithWeChat accepts "dev:<unionid>" codes (members_auth.py).
+    wechat_dev_login: bool = False
 
     def __post_init__(self) -> None:
         if len(self.jwt_secret.encode()) < MIN_JWT_SECRET_BYTES:
