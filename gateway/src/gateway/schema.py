@@ -25,6 +25,7 @@ from gateway.channel import ChannelCheck
 from gateway.errors import ErrorCodes, log_unexpected
 from gateway.inventory import InventoryMutation, InventoryQuery
 from gateway.limits import document_limits_rule
+from gateway.orders import OrderMutation, OrderQuery
 from gateway.stores import StoreQuery
 from gateway.tracing import OperationTracing
 from gateway.viewer import ViewerQuery
@@ -35,8 +36,8 @@ MAX_TOKENS = 2000
 DOCUMENT_CACHE_SIZE = 256
 """Parsed documents and validation results kept (each an LRU of that many query texts)."""
 
-Query = merge_types("Query", (CatalogQuery, StoreQuery, InventoryQuery, ViewerQuery))
-Mutation = merge_types("Mutation", (CatalogAdminMutation, InventoryMutation))
+Query = merge_types("Query", (CatalogQuery, StoreQuery, InventoryQuery, ViewerQuery, OrderQuery))
+Mutation = merge_types("Mutation", (CatalogAdminMutation, InventoryMutation, OrderMutation))
 
 DOCUMENT_LIMITS = document_limits_rule(MAX_DEPTH, MAX_ALIASES)
 """Built once: the validation cache keys on the rule classes (gateway/limits.py)."""
