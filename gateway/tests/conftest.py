@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import sys
+import uuid
 
 # pytest's importlib mode names this file "gateway.tests.conftest" (the folder is called
 # gateway and has no __init__.py) and, unless the real `gateway` package is imported already,
@@ -12,7 +13,7 @@ import sys
 if getattr(sys.modules.get("gateway"), "__file__", None) is None:
     sys.modules.pop("gateway", None)
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING
@@ -41,7 +42,10 @@ from member_svc import seed as member_seed
 from member_svc.settings import MemberSettings
 from retail.catalog.v1 import catalog_pb2, catalog_pb2_grpc
 from retail.common.v1 import common_pb2
-from retail.store.v1 import store_pb2_grpc
+from retail.member.v1 import member_pb2, member_pb2_grpc
+from retail.order.v1 import order_pb2, order_pb2_grpc
+from retail.store.v1 import store_pb2, store_pb2_grpc
+from retail_kit.apikeys import new_api_key
 from retail_kit.testing import running_service, unique_name
 from store_svc import app as store_app
 from store_svc import seed as store_seed
@@ -49,6 +53,8 @@ from store_svc.settings import StoreSettings
 
 if TYPE_CHECKING:
     from retail.catalog.v1.catalog_pb2_grpc import CatalogServiceAsyncStub
+    from retail.member.v1.member_pb2_grpc import MemberServiceAsyncStub
+    from retail.order.v1.order_pb2_grpc import OrderServiceAsyncStub
     from retail.store.v1.store_pb2_grpc import StoreServiceAsyncStub
 
 SECRET = "test-only-secret-not-the-dev-default"
@@ -264,3 +270,184 @@ def retail(shared_retail_gateway: GatewayClient) -> GatewayClient:
     """The gateway in front of the seeded catalog, store and member services; empty call log."""
     shared_retail_gateway.calls.clear()
     return shared_retail_gateway
+
+
+# --- orders (issue 8): order-svc over the retail stack, and a gateway in front of all four ---
+
+ORDERS_PAYMENT_KEY, _ORDERS_PAYMENT_ENTRY = new_api_key("pk_gw_pay", "gw_pay", ["order.payments"])
+"""A payment partner's key (gRPC metadata x-api-key) the orders stack's order-svc accepts."""
+
+
+@dataclass
+class OrderWorld:
+    """order-svc (jobs off: tests run RunMaintenance) next to the retail stack, with stubs
+    and the helpers order tests share. Every test takes fresh SKUs (demo products the store
+    seed did not stock) and fresh members, so its counts are its own."""
+
+    retail: RetailStack
+    order_addr: str
+    order: OrderServiceAsyncStub
+    member: MemberServiceAsyncStub
+    coupon_template_id: str = ""
+    _skus: Iterator[str] = dataclasses.field(default_factory=lambda: iter(()))
+
+    async def stocked_sku(self, quantity: int, *store_ids: str) -> str:
+        """A SKU no other test uses, received `quantity` times in each store (st_001 if none)."""
+        sku_id = next(self._skus)
+        for store_id in store_ids or ("st_001",):
+            await self.retail.store.AdjustInventory(
+                store_pb2.AdjustInventoryRequest(
+                    store_id=store_id,
+                    sku_id=sku_id,
+                    delta=quantity,
+                    reason=store_pb2.ADJUSTMENT_REASON_RECEIVE,
+                    actor_id="gw_order_tests",
+                    idempotency_key=f"gw-orders-{uuid.uuid4().hex}",
+                )
+            )
+        return sku_id
+
+    async def level(self, store_id: str, sku_id: str) -> store_pb2.InventoryLevel:
+        reply = await self.retail.store.BatchGetInventory(
+            store_pb2.BatchGetInventoryRequest(store_id=store_id, sku_ids=[sku_id])
+        )
+        return reply.levels[0]
+
+    async def new_member(self, points: int = 0) -> member_pb2.Member:
+        """A fresh member with a phone identity and `points` available."""
+        phone = f"+86137{uuid.uuid4().int % 10**8:08d}"
+        reply = await self.member.EnsureMember(
+            member_pb2.EnsureMemberRequest(
+                identity=member_pb2.Identity(kind=member_pb2.IDENTITY_KIND_PHONE, value=phone),
+                channel=common_pb2.CHANNEL_MINI_PROGRAM,
+                display_name="订单测试会员",
+            )
+        )
+        if points:
+            await self.member.AdjustPoints(
+                member_pb2.AdjustPointsRequest(
+                    member_id=reply.member.id,
+                    delta=points,
+                    reason="gateway order tests",
+                    reference=f"gw-orders-{uuid.uuid4().hex}",
+                    actor=ORDERS_ADMIN,
+                )
+            )
+        return reply.member
+
+    async def issue_coupon(self, member_id: str) -> member_pb2.Coupon:
+        """A ¥5-off coupon (any SKU, channel and store; combinable with points)."""
+        reply = await self.member.IssueCoupon(
+            member_pb2.IssueCouponRequest(
+                template_id=self.coupon_template_id,
+                member_id=member_id,
+                reference=f"gw-orders-{uuid.uuid4().hex}",
+                actor=ORDERS_ADMIN,
+            )
+        )
+        return reply.coupon
+
+    async def pay(self, order_id: str, amount: int) -> order_pb2.Order:
+        """The payment partner confirms payment over gRPC with its API key."""
+        reply = await self.order.ConfirmPayment(
+            order_pb2.ConfirmPaymentRequest(
+                order_id=order_id,
+                payment_reference=f"tx-{uuid.uuid4().hex}",
+                amount=common_pb2.Money(amount=amount, currency="CNY"),
+            ),
+            metadata=(("x-api-key", ORDERS_PAYMENT_KEY),),
+        )
+        return reply.order
+
+    async def get(self, order_id: str) -> order_pb2.Order:
+        return (await self.order.GetOrder(order_pb2.GetOrderRequest(id=order_id))).order
+
+
+ORDERS_ADMIN = common_pb2.Actor(kind=common_pb2.ACTOR_KIND_ADMIN, id="gw_order_tests")
+
+
+def _unstocked_demo_skus() -> Iterator[str]:
+    from catalog_svc.demo_data import demo_catalog
+
+    stocked = set(STOCKED_SKU_IDS)
+    for product in demo_catalog().products:
+        if product.status is ProductStatus.ACTIVE and product.skus[0].id not in stocked:
+            yield product.skus[0].id
+
+
+@pytest.fixture(scope="session")
+async def order_world(mongo_uri: str, retail_stack: RetailStack) -> AsyncIterator[OrderWorld]:
+    from order_svc import access as order_access
+    from order_svc import app as order_app
+    from order_svc.settings import OrderSettings
+
+    settings = OrderSettings(
+        mongodb_uri=mongo_uri,
+        database=unique_name("gateway_order"),
+        catalog_addr=retail_stack.catalog_addr,
+        store_addr=retail_stack.store_addr,
+        member_addr=retail_stack.member_addr,
+        worker_interval_seconds=0.0,
+        partner_api_keys=_ORDERS_PAYMENT_ENTRY,
+    )
+    register, on_ready, on_stop = order_app.hooks()
+    async with (
+        running_service(
+            order_app.NAME,
+            settings,
+            order_app.SERVICE_NAMES,
+            register,
+            on_ready,
+            on_stop,
+            interceptors=order_access.interceptors(settings),
+        ) as host,
+        grpc.aio.insecure_channel(f"127.0.0.1:{host.port}") as order_channel,
+        grpc.aio.insecure_channel(retail_stack.member_addr) as member_channel,
+    ):
+        member = member_pb2_grpc.MemberServiceStub(member_channel)
+        template = await member.CreateCouponTemplate(
+            member_pb2.CreateCouponTemplateRequest(
+                template=member_pb2.CouponTemplate(
+                    name=common_pb2.LocalizedText(values={"zh-Hans": "立减5元", "en": "5 off"}),
+                    kind=member_pb2.COUPON_KIND_FIXED,
+                    amount_off=common_pb2.Money(amount=500, currency="CNY"),
+                    valid_days=30,
+                    per_member_limit=100,
+                    combinable_with_points=True,
+                    status=member_pb2.COUPON_TEMPLATE_STATUS_ACTIVE,
+                ),
+                request_id="gw-orders-5-off",
+                actor=ORDERS_ADMIN,
+            )
+        )
+        yield OrderWorld(
+            retail=retail_stack,
+            order_addr=f"127.0.0.1:{host.port}",
+            order=order_pb2_grpc.OrderServiceStub(order_channel),
+            member=member,
+            coupon_template_id=template.template.id,
+            _skus=_unstocked_demo_skus(),
+        )
+
+
+@pytest.fixture(scope="session")
+async def shared_orders_gateway(
+    order_world: OrderWorld, gateway_settings: GatewaySettings
+) -> AsyncIterator[GatewayClient]:
+    retail = order_world.retail
+    settings = dataclasses.replace(
+        gateway_settings,
+        catalog_addr=retail.catalog_addr,
+        store_addr=retail.store_addr,
+        member_addr=retail.member_addr,
+        order_addr=order_world.order_addr,
+    )
+    async with running_gateway(settings) as client:
+        yield client
+
+
+@pytest.fixture
+def orders(shared_orders_gateway: GatewayClient) -> GatewayClient:
+    """The gateway in front of all four services (orders included); empty call log."""
+    shared_orders_gateway.calls.clear()
+    return shared_orders_gateway
