@@ -2,7 +2,8 @@
 
 Codes a client can switch on: NOT_FOUND, BAD_USER_INPUT, FORBIDDEN, UNAUTHENTICATED,
 FAILED_PRECONDITION, CONFLICT, SERVICE_UNAVAILABLE, RETRY_LATER (the same request is still
-being executed: send it again shortly), INTERNAL, plus GRAPHQL_PARSE_FAILED and
+being executed: send it again shortly), RATE_LIMITED (too many tries or requests: wait
+`metadata.retry_after_seconds` when given), INTERNAL, plus GRAPHQL_PARSE_FAILED and
 GRAPHQL_VALIDATION_FAILED for documents refused before execution. An unexpected failure
 never shows its message to the client: it is logged and answered as INTERNAL.
 """
@@ -33,6 +34,7 @@ class ErrorCode(enum.StrEnum):
     CONFLICT = "CONFLICT"
     SERVICE_UNAVAILABLE = "SERVICE_UNAVAILABLE"
     RETRY_LATER = "RETRY_LATER"
+    RATE_LIMITED = "RATE_LIMITED"
     INTERNAL = "INTERNAL"
     GRAPHQL_PARSE_FAILED = "GRAPHQL_PARSE_FAILED"
     GRAPHQL_VALIDATION_FAILED = "GRAPHQL_VALIDATION_FAILED"
@@ -49,6 +51,8 @@ _CODES: dict[grpc.StatusCode, ErrorCode] = {
     grpc.StatusCode.ABORTED: ErrorCode.CONFLICT,
     grpc.StatusCode.UNAVAILABLE: ErrorCode.SERVICE_UNAVAILABLE,
     grpc.StatusCode.DEADLINE_EXCEEDED: ErrorCode.SERVICE_UNAVAILABLE,
+    # Too many tries or requests (e.g. verification codes); ErrorInfo says how long to wait.
+    grpc.StatusCode.RESOURCE_EXHAUSTED: ErrorCode.RATE_LIMITED,
 }
 
 _SHOWS_SERVICE_MESSAGE = {
@@ -58,6 +62,7 @@ _SHOWS_SERVICE_MESSAGE = {
     ErrorCode.UNAUTHENTICATED,
     ErrorCode.FAILED_PRECONDITION,
     ErrorCode.CONFLICT,
+    ErrorCode.RATE_LIMITED,
 }
 """Service messages written for callers (ServiceError); transport and internal ones are not."""
 

@@ -20,6 +20,7 @@ from gateway.auth import Principal, Role
 from gateway.channel import ChannelChoice
 from gateway.clients import ServiceClients
 from gateway.errors import ErrorCode, from_rpc_error, not_found
+from gateway.members_loaders import MembershipLoaders, build_membership_loaders
 from retail.catalog.v1 import catalog_pb2
 from retail.member.v1 import member_pb2
 from retail.order.v1 import order_pb2
@@ -44,6 +45,8 @@ class Loaders:
     store: DataLoader[str, store_pb2.Store]
     member: DataLoader[str, member_pb2.Member]
     order: DataLoader[str, order_pb2.Order]
+    membership: MembershipLoaders
+    """Coupon templates, campaigns, the tag catalogue (members_loaders.py)."""
     principal: Principal
 
     async def viewer_tier(self) -> str:
@@ -158,6 +161,7 @@ def build_loaders(clients: ServiceClients, principal: Principal, channel: Channe
         store=loader(load_stores),
         member=loader(load_members),
         order=loader(load_orders),
+        membership=build_membership_loaders(clients),
         principal=principal,
     )
     return loaders
