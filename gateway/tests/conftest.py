@@ -39,6 +39,7 @@ from gateway.settings import GatewaySettings
 from gateway.testing import GatewayClient, running_gateway
 from member_svc import app as member_app
 from member_svc import seed as member_seed
+from member_svc.domain import Member as MemberRecord
 from member_svc.settings import MemberSettings
 from retail.catalog.v1 import catalog_pb2, catalog_pb2_grpc
 from retail.common.v1 import common_pb2
@@ -46,12 +47,16 @@ from retail.member.v1 import member_pb2, member_pb2_grpc
 from retail.order.v1 import order_pb2, order_pb2_grpc
 from retail.store.v1 import store_pb2, store_pb2_grpc
 from retail_kit.apikeys import new_api_key
+from retail_kit.mongo import Document
+from retail_kit.server import ServiceContext
 from retail_kit.testing import running_service, unique_name
 from store_svc import app as store_app
 from store_svc import seed as store_seed
 from store_svc.settings import StoreSettings
 
 if TYPE_CHECKING:
+    from pymongo.asynchronous.database import AsyncDatabase
+
     from retail.catalog.v1.catalog_pb2_grpc import CatalogServiceAsyncStub
     from retail.member.v1.member_pb2_grpc import MemberServiceAsyncStub
     from retail.order.v1.order_pb2_grpc import OrderServiceAsyncStub
@@ -451,3 +456,88 @@ def orders(shared_orders_gateway: GatewayClient) -> GatewayClient:
     """The gateway in front of all four services (orders included); empty call log."""
     shared_orders_gateway.calls.clear()
     return shared_orders_gateway
+
+
+# --- members (issue 7): a member-svc of its own, with the demo members, tags and coupon
+# templates, verification codes exposed (as `make run` does) and its jobs run by the tests ---
+
+
+@dataclass
+class MemberWorld:
+    member_addr: str
+    member: MemberServiceAsyncStub
+    database: AsyncDatabase[Document]
+    context: ServiceContext
+
+    async def run_jobs(self) -> None:
+        """member-svc's background jobs once (campaign issuance among them)."""
+        from member_svc import jobs
+
+        await jobs.run_jobs_once(member_app.books_for(self.context))
+
+    async def get(self, member_id: str) -> member_pb2.Member:
+        return (await self.member.GetMember(member_pb2.GetMemberRequest(id=member_id))).member
+
+    async def store_members(self, *members: MemberRecord) -> None:
+        """Members written as member-svc stores them (e.g. joined and last bought long ago)."""
+        from member_svc.repository import (
+            IDENTITIES,
+            MEMBERS,
+            identity_documents,
+            member_to_document,
+        )
+
+        await self.database[MEMBERS].insert_many([member_to_document(m) for m in members])
+        await self.database[IDENTITIES].insert_many(identity_documents(members))
+
+
+@pytest.fixture(scope="session")
+async def member_world(mongo_uri: str) -> AsyncIterator[MemberWorld]:
+    database = unique_name("gateway_members")
+    await member_seed.seed(mongo_uri, database)
+    settings = MemberSettings(
+        mongodb_uri=mongo_uri,
+        database=database,
+        worker_interval_seconds=0,
+        expose_verification_codes=True,
+    )
+    async with (
+        running_service(
+            member_app.NAME,
+            settings,
+            member_app.SERVICE_NAMES,
+            member_app.register,
+            member_app.on_ready,
+            member_app.on_stop,
+        ) as host,
+        grpc.aio.insecure_channel(f"127.0.0.1:{host.port}") as channel,
+    ):
+        yield MemberWorld(
+            member_addr=f"127.0.0.1:{host.port}",
+            member=member_pb2_grpc.MemberServiceStub(channel),
+            database=host.context.database,
+            context=host.context,
+        )
+
+
+@pytest.fixture(scope="session")
+async def shared_members_gateway(
+    member_world: MemberWorld, retail_stack: RetailStack, gateway_settings: GatewaySettings
+) -> AsyncIterator[GatewayClient]:
+    settings = dataclasses.replace(
+        gateway_settings,
+        catalog_addr=retail_stack.catalog_addr,
+        store_addr=retail_stack.store_addr,
+        member_addr=member_world.member_addr,
+        wechat_dev_login=True,
+    )
+    async with running_gateway(settings) as client:
+        yield client
+
+
+@pytest.fixture
+def members(shared_members_gateway: GatewayClient) -> GatewayClient:
+    """The gateway (WeChat dev sign-in on) in front of the members' member-svc and the retail
+    stack's catalog and stores; empty call log."""
+    shared_members_gateway.calls.clear()
+    return shared_members_gateway

@@ -25,6 +25,9 @@ from gateway.channel import ChannelCheck
 from gateway.errors import ErrorCodes, log_unexpected
 from gateway.inventory import InventoryMutation, InventoryQuery
 from gateway.limits import document_limits_rule
+from gateway.members import MemberCustomerMutation
+from gateway.members_admin import MemberAdminMutation, MemberAdminQuery
+from gateway.members_console import MemberConsoleMutation, MemberConsoleQuery
 from gateway.orders import OrderMutation, OrderQuery
 from gateway.stores import StoreQuery
 from gateway.tracing import OperationTracing
@@ -36,8 +39,29 @@ MAX_TOKENS = 2000
 DOCUMENT_CACHE_SIZE = 256
 """Parsed documents and validation results kept (each an LRU of that many query texts)."""
 
-Query = merge_types("Query", (CatalogQuery, StoreQuery, InventoryQuery, ViewerQuery, OrderQuery))
-Mutation = merge_types("Mutation", (CatalogAdminMutation, InventoryMutation, OrderMutation))
+Query = merge_types(
+    "Query",
+    (
+        CatalogQuery,
+        StoreQuery,
+        InventoryQuery,
+        ViewerQuery,
+        OrderQuery,
+        MemberConsoleQuery,
+        MemberAdminQuery,
+    ),
+)
+Mutation = merge_types(
+    "Mutation",
+    (
+        CatalogAdminMutation,
+        InventoryMutation,
+        OrderMutation,
+        MemberCustomerMutation,
+        MemberConsoleMutation,
+        MemberAdminMutation,
+    ),
+)
 
 DOCUMENT_LIMITS = document_limits_rule(MAX_DEPTH, MAX_ALIASES)
 """Built once: the validation cache keys on the rule classes (gateway/limits.py)."""

@@ -7,6 +7,8 @@ import strawberry
 from gateway.auth import Role
 from gateway.context import GatewayInfo
 from gateway.fields import resolver
+from gateway.members import viewer_member
+from gateway.members_types import MyMember
 
 # Registers auth's Role as the GraphQL enum in place (values print as CUSTOMER, KIOSK, ...).
 strawberry.enum(Role, name="Role", description="What the caller may do.")
@@ -19,6 +21,13 @@ class Viewer:
     member_id: strawberry.ID | None
     store_id: strawberry.ID | None
     device_id: strawberry.ID | None
+
+    @resolver(
+        description="The signed-in customer's own member (a merged one answers its survivor); "
+        "null for any other caller."
+    )
+    async def member(self, info: GatewayInfo) -> MyMember | None:
+        return await viewer_member(info)
 
 
 @strawberry.type
