@@ -72,6 +72,13 @@ RULES: dict[str, member_pb2.SegmentRule] = {
     "every active member": member_pb2.SegmentRule(),
 }
 CAMPAIGN_RULE = "dormant of st_001"
+# Diagnostic only (the service names no index): the index each rule's most selective part
+# has, to show what a hint costs on the server under test.
+HINTS = {
+    "dormant of st_001": "home_store",
+    "tags any (coffee, tea) x gold+": "tier",
+    "points 5,000-20,000": "points_total",
+}
 
 
 def log(message: str) -> None:
@@ -118,10 +125,13 @@ async def timed_ms(call: Callable[[], Awaitable[Any]]) -> tuple[float, Any]:
 
 
 async def bench_counts(
-    stub: member_pb2_grpc.MemberServiceStub, database: AsyncDatabase[Document], rounds: int
-) -> dict[str, dict[str, float]]:
+    stub: member_pb2_grpc.MemberServiceAsyncStub,
+    database: AsyncDatabase[Document],
+    rounds: int,
+    hinted_rounds: int,
+) -> dict[str, dict[str, Any]]:
     """name -> {grpc ms, floor ms, count}; sequential calls, gRPC and floor alternating."""
-    results: dict[str, dict[str, float]] = {}
+    results: dict[str, dict[str, Any]] = {}
     for name, rule in RULES.items():
         domain_rule = rule_from_proto(rule)
         request = member_pb2.CountSegmentRequest(rule=rule)
@@ -129,27 +139,41 @@ async def bench_counts(
         async def via_grpc(request: member_pb2.CountSegmentRequest = request) -> int:
             return (await stub.CountSegment(request)).count
 
+        hint = HINTS.get(name)
+
         async def floor(domain_rule: Any = domain_rule) -> int:
             query = segment_filter(domain_rule, datetime.now(UTC))
             return await database[MEMBERS].count_documents(query)
 
+        async def hinted(domain_rule: Any = domain_rule, hint: str | None = hint) -> int:
+            query = segment_filter(domain_rule, datetime.now(UTC))
+            return await database[MEMBERS].count_documents(query, hint=hint)
+
         await via_grpc()
         await floor()  # warm both paths
-        grpc_ms, floor_ms = [], []
+        grpc_ms: list[float] = []
+        floor_ms: list[float] = []
+        plain_ms: list[float] = []
         counts = set()
-        for _ in range(rounds):
+        for number in range(rounds):
             took, count = await timed_ms(floor)
             floor_ms.append(took)
             counts.add(count)
             took, count = await timed_ms(via_grpc)
             grpc_ms.append(took)
             counts.add(count)
+            if hint and number < hinted_rounds:
+                took, count = await timed_ms(hinted)
+                plain_ms.append(took)
+                counts.add(count)
         if len(counts) != 1:
             raise SystemExit(f"gRPC and floor disagree on {name}: {counts}")
         results[name] = {
             "grpc": statistics.median(grpc_ms),
             "floor": statistics.median(floor_ms),
+            "hinted": statistics.median(plain_ms) if plain_ms else float("nan"),
             "count": float(counts.pop()),
+            "hint": hint or "",
         }
         log(f"{name}: {results[name]}")
     return results
@@ -180,18 +204,18 @@ def plan_summary(explained: Document) -> str:
 async def explain_plans(database: AsyncDatabase[Document]) -> dict[str, str]:
     plans = {}
     for name, rule in RULES.items():
-        query = segment_filter(rule_from_proto(rule), datetime.now(UTC))
+        domain_rule = rule_from_proto(rule)
+        query = segment_filter(domain_rule, datetime.now(UTC))
+        command: Document = {"count": MEMBERS, "query": query}
         try:
-            explained = await database.command(
-                "explain", {"count": MEMBERS, "query": query}, verbosity="executionStats"
-            )
+            explained = await database.command("explain", command, verbosity="executionStats")
             plans[name] = plan_summary(explained)
         except Exception as error:  # the server may not explain counts
             plans[name] = f"explain failed: {error}"
     return plans
 
 
-async def create_template(stub: member_pb2_grpc.MemberServiceStub, template_id: str) -> None:
+async def create_template(stub: member_pb2_grpc.MemberServiceAsyncStub, template_id: str) -> None:
     template = member_pb2.CouponTemplate(
         id=template_id,
         name=common_pb2.LocalizedText(values={"zh-Hans": "回归礼 20元", "en": "20 off"}),
@@ -207,7 +231,7 @@ async def create_template(stub: member_pb2_grpc.MemberServiceStub, template_id: 
 
 
 async def bench_campaigns(
-    stub: member_pb2_grpc.MemberServiceStub, rounds: int
+    stub: member_pb2_grpc.MemberServiceAsyncStub, rounds: int
 ) -> list[dict[str, float]]:
     runs = []
     for number in range(1, rounds + 1):
@@ -302,13 +326,13 @@ def generate(uri: str, members: int, now: datetime) -> float:
 
 async def measure_size(
     uri: str, port: int, rounds: int
-) -> tuple[dict[str, dict[str, float]], dict[str, str]]:
+) -> tuple[dict[str, dict[str, Any]], dict[str, str]]:
     client = connect(uri, "bench-floor")
     try:
         database = client[DATABASE]
         async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
             stub = member_pb2_grpc.MemberServiceStub(channel)
-            counts = await bench_counts(stub, database, rounds)
+            counts = await bench_counts(stub, database, rounds, max(3, rounds // 5))
         return counts, await explain_plans(database)
     finally:
         await client.close()
@@ -343,7 +367,7 @@ def main() -> None:
     shutil.rmtree(data_dir, ignore_errors=True)
     server = EmbeddedDatabase(data_dir, free_port()).start()
     now = datetime.now(UTC)
-    by_size: dict[int, dict[str, dict[str, float]]] = {}
+    by_size: dict[int, dict[str, dict[str, Any]]] = {}
     plans: dict[int, dict[str, str]] = {}
     runs: list[dict[str, float]] = []
     floors: dict[int, float] = {}
@@ -377,12 +401,15 @@ def main() -> None:
     print(f"member-svc segments and campaigns — {started_at:%Y-%m-%d}, {machine()}")
     print(f"SecantusDB (fsync per commit), load average at the end: {load_average()}")
     print(f"CountSegment: {args.rounds} sequential calls per rule and size, medians in ms")
-    print(f"{'rule':34} {'members':>8} {'count':>7} {'floor':>8} {'gRPC':>8} {'gRPC/floor':>10}")
+    print("(floor: the service's count_documents(filter) sent directly with PyMongo;")
+    print(" with hint: the same count naming the index of the rule's narrowest part)")
+    header = f"{'rule':32} {'members':>8} {'count':>7} {'floor':>8} {'gRPC':>8} {'gRPC/floor':>10}"
+    print(f"{header} {'w/ hint':>8}  hinted index")
     for size, results in sorted(by_size.items()):
         for name, r in results.items():
             print(
-                f"{name:34} {size:8,d} {int(r['count']):7,d} {r['floor']:8.1f} {r['grpc']:8.1f} "
-                f"{r['grpc'] / r['floor']:9.2f}x"
+                f"{name:32} {size:8,d} {int(r['count']):7,d} {r['floor']:8.1f} {r['grpc']:8.1f} "
+                f"{r['grpc'] / r['floor']:9.2f}x {r['hinted']:8.1f}  {r['hint'] or '(none)'}"
             )
     sizes = sorted(by_size)
     if len(sizes) > 1:

@@ -48,24 +48,10 @@ from retail_kit.validation import id_violation
 MAX_RULE_TAGS = 50  # per tag list
 MAX_RULE_IDS = 100  # home stores, associates
 
-INDEXES = (
-    # "Lapsed members of a store": home store x lifecycle stage, the typical campaign audience.
-    IndexDeclaration(
-        MEMBERS, (("home_store_id", 1), ("last_activity_time", 1)), "home_store_activity"
-    ),
-)
-
-# Index names (repository.INDEXES and the one above) the queries hint.
-BY_ID = "_id_"
-BY_ASSOCIATE = "associate_id"  # (associate.associate_id, _id)
-BY_HOME_STORE = "home_store"  # (home_store_id, _id)
-BY_HOME_STORE_ACTIVITY = "home_store_activity"
-BY_TAGS = "tags"
-BY_TIER = "tier"  # (tier, _id)
-BY_POINTS = "points_total"
-BY_ACTIVITY = "last_activity"
-BY_PURCHASE = "last_purchase"
-BY_JOIN = "join_time"
+# The filters use the member indexes of repository.INDEXES (home_store, associate_id, tags,
+# tier, points_total, last_activity, last_purchase, join_time); no index of its own. The
+# queries name no index: see "Cost" in member-svc/DESIGN.md for what SecantusDB 0.7 does.
+INDEXES: tuple[IndexDeclaration, ...] = ()
 
 # Oldest first: the order in which the stages after "new" follow each other in time.
 _AGED_STAGES = (LifecycleStage.CHURNED, LifecycleStage.DORMANT, LifecycleStage.ACTIVE)
@@ -238,53 +224,6 @@ def segment_filter(rule: SegmentRule, now: datetime) -> Document:
     return query
 
 
-def _aging_stages(rule: SegmentRule) -> bool:
-    """Stages that narrow and do not include "new": one last_activity_time condition."""
-    stages = set(rule.lifecycle_stages)
-    return bool(stages) and LifecycleStage.NEW not in stages and stages != set(LifecycleStage)
-
-
-def count_hint(rule: SegmentRule) -> str | None:
-    """The index a count of the rule reads: the part that typically narrows most, first.
-
-    SecantusDB 0.7 plans an index only for a filter on one field (any other filter, e.g.
-    `status` + `home_store_id`, is a collection scan: docs/BENCHMARKS.md, issue 7), so the
-    service names the index; MongoDB takes the same hint. None = every active member (a scan
-    is the cheapest plan then)."""
-    if rule.associate_ids:
-        return BY_ASSOCIATE
-    if rule.home_store_ids:
-        return BY_HOME_STORE_ACTIVITY if _aging_stages(rule) else BY_HOME_STORE
-    if rule.tags_all:
-        return BY_TAGS
-    if _aging_stages(rule):
-        return BY_ACTIVITY
-    if set(rule.lifecycle_stages) == {LifecycleStage.NEW}:
-        return BY_JOIN
-    if rule.purchased_since is not None:
-        return BY_PURCHASE
-    if rule.min_points is not None or rule.max_points is not None:
-        return BY_POINTS
-    if rule.tiers and Tier.BRONZE not in rule.tiers:
-        return BY_TIER
-    if rule.tags_any:
-        return BY_TAGS
-    if rule.tiers:
-        return BY_TIER
-    return None
-
-
-def page_hint(rule: SegmentRule) -> str:
-    """The index a page after a member id reads: (x, _id) when the rule fixes x to one
-    value (the page is a range of that index), else `_id` itself (pages walk the members in
-    id order from the cursor, each member read at most once over all pages)."""
-    if len(set(rule.associate_ids)) == 1:
-        return BY_ASSOCIATE
-    if len(set(rule.home_store_ids)) == 1:
-        return BY_HOME_STORE
-    return BY_ID
-
-
 def rule_matches(rule: SegmentRule, member: Member, now: datetime) -> bool:
     """The rule as a Python predicate: what `segment_filter` selects, member by member."""
     tags = set(member.tag_ids)
@@ -361,19 +300,13 @@ class SegmentQuery:
         self._members = database[MEMBERS]
 
     async def count(self, rule: SegmentRule, now: datetime) -> int:
-        return await self._count(segment_filter(rule, now), count_hint(rule))
+        return await self._members.count_documents(segment_filter(rule, now))
 
     async def count_after(self, rule: SegmentRule, now: datetime, after_id: str | None) -> int:
         query = segment_filter(rule, now)
-        if after_id is None:
-            return await self._count(query, count_hint(rule))
-        query["_id"] = {"$gt": after_id}
-        return await self._count(query, page_hint(rule))
-
-    async def _count(self, query: Document, hint: str | None) -> int:
-        if hint is None:
-            return await self._members.count_documents(query)
-        return await self._members.count_documents(query, hint=hint)
+        if after_id is not None:
+            query["_id"] = {"$gt": after_id}
+        return await self._members.count_documents(query)
 
     async def page(
         self, rule: SegmentRule, now: datetime, after_id: str | None, limit: int
@@ -382,7 +315,7 @@ class SegmentQuery:
         query = segment_filter(rule, now)
         if after_id is not None:
             query["_id"] = {"$gt": after_id}
-        cursor = self._members.find(query).hint(page_hint(rule)).sort("_id", 1).limit(limit + 1)
+        cursor = self._members.find(query).sort("_id", 1).limit(limit + 1)
         docs = [doc async for doc in cursor]
         return SegmentPage([member_from_document(d) for d in docs[:limit]], len(docs) > limit)
 
@@ -393,6 +326,5 @@ class SegmentQuery:
         query = segment_filter(rule, now)
         if after_id is not None:
             query["_id"] = {"$gt": after_id}
-        cursor = self._members.find(query, {"_id": 1}).hint(page_hint(rule)).sort("_id", 1)
-        cursor = cursor.limit(limit)
+        cursor = self._members.find(query, {"_id": 1}).sort("_id", 1).limit(limit)
         return [doc["_id"] async for doc in cursor]
