@@ -49,6 +49,17 @@ async def test_opening_points_are_ledger_entries_and_survive_a_reseed(mongo_uri:
             assert [(e.kind, e.reference, e.delta) for e in listed.entries] == expected
         policy = (await stub.GetTierPolicy(member_pb2.GetTierPolicyRequest())).policy
         assert [t.code for t in policy.tiers] == ["bronze", "silver", "gold", "platinum"]
+        for member in (
+            await stub.BatchGetMembers(
+                member_pb2.BatchGetMembersRequest(ids=list(opening_points()))
+            )
+        ).members:
+            if member.tier == "bronze":
+                assert not member.HasField("tier_review_time")
+            else:  # first review a year after the ledger's start (2026-01-01 Shanghai)
+                assert member.tier_review_time.ToDatetime(UTC) == datetime(
+                    2026, 12, 31, 16, tzinfo=UTC
+                )
 
         opening = opening_points()["m_0001"]
         await stub.EarnPoints(
