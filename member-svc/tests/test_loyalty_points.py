@@ -201,8 +201,12 @@ async def test_earn_replay_answers_the_first_entry_and_a_different_amount_is_ref
     assert details.code == grpc.StatusCode.FAILED_PRECONDITION
     assert details.reason == "IDEMPOTENCY_KEY_REUSED"
     assert [v.field for v in details.violations] == ["reference"]
+    other = await new_member(svc)
+    elsewhere = await fails(earn(svc, other, 50, "gift-1"))
+    assert elsewhere.reason == "IDEMPOTENCY_KEY_REUSED"
     head, entries = await assert_ledger_exact(svc, member_id)
     assert head["total"] == 50 and len(entries) == 1
+    assert (await ledger_state(svc, other))[1] == []
 
 
 async def test_redeem_takes_soonest_expiring_lots_and_revert_restores_the_same_lots(
