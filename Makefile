@@ -4,7 +4,7 @@ export UV_PYTHON_DOWNLOADS := never
 BUF := var/bin/buf
 PY := uv run --frozen
 
-.PHONY: run test install lint typecheck proto buf seed schema bench bench-discovery clean
+.PHONY: run test install lint typecheck proto buf seed schema bench bench-discovery bench-orders clean
 
 run: install ## start the embedded database (SecantusDB), the four services and the gateway; seed; print GraphiQL and tokens
 	$(PY) python infra/devstack.py
@@ -44,6 +44,9 @@ bench: install ## gateway products query vs the direct-PyMongo floor (wrk from D
 bench-discovery: install ## search, nearbyStores and reservations vs their floors, across data sizes
 	@command -v wrk >/dev/null || (apt-get update -qq && apt-get install -y -qq wrk)
 	$(PY) python infra/bench/discovery.py
+
+bench-orders: install ## flash sale: 500 concurrent placeOrder for 100 units, and placeOrder next to its gRPC hops
+	$(PY) python infra/bench/flash_sale.py
 
 clean:
 	rm -rf var/db var/bench
