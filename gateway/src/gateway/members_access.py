@@ -89,8 +89,9 @@ def member_error(principal: Principal, member: member_pb2.Member) -> GraphQLErro
     if principal.role in STAFF:
         if principal.store_id in member_stores(member):
             return None
+        # Nothing of the member (not even its id) is told to staff who may not see it.
         return forbidden(
-            f"member {member.id!r} is neither bound to nor active in store {principal.store_id!r}"
+            f"the member is neither bound to nor active in store {principal.store_id!r}"
         )
     return forbidden(f"a {principal.role.value} may not see members")
 
