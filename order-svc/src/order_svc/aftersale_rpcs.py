@@ -1,16 +1,56 @@
 """OrderService RPCs after the sale: returns, the event stream, maintenance.
 
-Owned by the EVENTS area; ReturnItems and WatchOrderEvents answer UNIMPLEMENTED until it
-lands. RunMaintenance runs every background job once (jobs.py)."""
+Requests are checked here (each failure names its field); the rules live in returns.py
+(ReturnItems) and events.py (WatchOrderEvents). RunMaintenance runs every background job
+once (jobs.py)."""
 
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
 
-from order_svc import jobs
+from order_svc import events, jobs
+from order_svc.convert import STATUS_TO_PROTO, timestamp
 from order_svc.rpc_base import OrderRpcBase
 from retail.order.v1 import order_pb2
-from retail_kit.errors import Context, unimplemented
+from retail_kit.errors import Context, FieldViolation, invalid_argument, unimplemented
+from retail_kit.validation import id_violation
+
+# Sent as initial metadata once the stream is open: every event written after the client
+# has it is delivered (a client that must not miss one waits for it before acting).
+WATCH_OPEN_METADATA = (("x-watch-open", "1"),)
+MAX_TOKEN = 2_048
+
+
+def _watch_filters(request: order_pb2.WatchOrderEventsRequest) -> events.Filters:
+    problems: list[FieldViolation] = []
+    for field in ("order_id", "member_id", "store_id"):
+        value = getattr(request, field)
+        if value and (violation := id_violation(field, value)):
+            problems.append(violation)
+    if request.after_sequence:
+        problems.append(
+            FieldViolation("after_sequence", "is no longer supported: use resume_token")
+        )
+    if len(request.resume_token) > MAX_TOKEN:
+        problems.append(FieldViolation("resume_token", f"at most {MAX_TOKEN} characters"))
+    if problems:
+        raise invalid_argument(*problems)
+    return events.Filters(
+        order_id=request.order_id, member_id=request.member_id, store_id=request.store_id
+    )
+
+
+def event_to_proto(event: events.WatchedEvent) -> order_pb2.OrderEvent:
+    return order_pb2.OrderEvent(
+        sequence=event.seq,
+        order_id=event.order_id,
+        status=STATUS_TO_PROTO[event.status],
+        kind=event.kind,
+        occur_time=timestamp(event.occur_time),
+        store_id=event.store_id,
+        member_id=event.member_id,
+        resume_token=event.resume_token,
+    )
 
 
 class AftersaleRpcs(OrderRpcBase):
@@ -22,10 +62,16 @@ class AftersaleRpcs(OrderRpcBase):
     async def WatchOrderEvents(
         self, request: order_pb2.WatchOrderEventsRequest, context: Context
     ) -> AsyncIterator[order_pb2.WatchOrderEventsResponse]:
-        # An async generator, as a server-streaming handler must be: the kit's interceptor
-        # iterates it, and a plain coroutine would surface as INTERNAL instead.
-        raise unimplemented("WatchOrderEvents")
-        yield  # unreachable; makes this function an async generator
+        filters = _watch_filters(request)
+        if request.resume_token:
+            events.decode_token(request.resume_token)  # refuse a bad token before opening
+
+        async def opened() -> None:
+            await context.send_initial_metadata(WATCH_OPEN_METADATA)
+
+        stream = events.watch(self.services, filters, request.resume_token, on_open=opened)
+        async for event in stream:
+            yield order_pb2.WatchOrderEventsResponse(event=event_to_proto(event))
 
     async def RunMaintenance(
         self, request: order_pb2.RunMaintenanceRequest, context: Context
