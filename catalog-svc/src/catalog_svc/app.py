@@ -5,6 +5,7 @@ from __future__ import annotations
 import grpc
 from pymongo.asynchronous.database import AsyncDatabase
 
+from catalog_svc import access
 from catalog_svc.posting_cache import PostingCache
 from catalog_svc.repository import CatalogRepository
 from catalog_svc.servicer import CatalogServicer
@@ -39,4 +40,11 @@ async def on_ready(context: ServiceContext) -> None:
 
 
 def build_host(settings: CatalogSettings) -> ServiceHost:
-    return ServiceHost(NAME, settings, SERVICE_NAMES, register, on_ready)
+    return ServiceHost(
+        NAME,
+        settings,
+        SERVICE_NAMES,
+        register,
+        on_ready,
+        interceptors=access.interceptors(settings),
+    )

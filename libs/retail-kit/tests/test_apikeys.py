@@ -5,26 +5,33 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
 import grpc
 import pytest
+from google.rpc import error_details_pb2, status_pb2
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from retail_kit.apikeys import (
     ApiKeyConfigError,
     ApiKeyInterceptor,
     Principal,
+    RateLimit,
     ScopePolicy,
+    TokenBucketLimiter,
+    caller_interceptors,
     current_principal,
     digest_of,
     format_entry,
     main,
     new_api_key,
     parse_api_keys,
+    parse_rate_limit,
+    server_interceptors,
 )
-from retail_kit.errors import RpcErrorDetails
+from retail_kit.errors import STATUS_DETAILS_KEY, RpcErrorDetails
 from retail_kit.server import ServiceContext, ServiceHost
 from retail_kit.settings import ServiceSettings
 from retail_kit.testing import channel_to, running_service
@@ -304,3 +311,187 @@ def test_the_command_prints_a_key_and_its_entry(capsys: pytest.CaptureFixture[st
     entry = out[1].split(": ", 1)[1].strip()
     assert parse_api_keys(entry).authenticate(key) is not None
     assert main(["pk_cli"]) == 2
+
+
+# -- first-party callers, trusted networks, rate limits (issue 9) -------------------------
+
+INTERNAL_KEY, INTERNAL_ENTRY = new_api_key("pk_gateway", "gateway", ["internal"])
+SLOW_KEY, SLOW_ENTRY = new_api_key("pk_slow", "slow_partner", ["pay.read", "admin.all"], "0.01/2")
+PARTNER_ONLY_POLICY = ScopePolicy(
+    {PAY: "pay.write", WATCH: "pay.read", f"/{ADMIN_SERVICE}/*": "admin.all"},
+    partner_only=["pay.write"],
+)
+
+
+@asynccontextmanager
+async def hosted(
+    mongo_uri: str, interceptors: list[Any], calls: Calls
+) -> AsyncIterator[grpc.aio.Channel]:
+    async with (
+        running_service(
+            "apikeys-test",
+            ServiceSettings(mongodb_uri=mongo_uri, database="apikeys_test"),
+            (SERVICE,),
+            _register(calls),
+            interceptors=interceptors,
+        ) as host,
+        channel_to(host) as channel,
+    ):
+        yield channel
+
+
+def _call(channel: grpc.aio.Channel, method: str, request: bytes, key: str | None) -> Any:
+    metadata = (("x-api-key", key),) if key is not None else None
+    return channel.unary_unary(method, None, None)(request, metadata=metadata, timeout=5)
+
+
+async def test_an_internal_key_passes_every_method_except_partner_only_ones(
+    mongo_uri: str,
+) -> None:
+    calls = Calls()
+    keys = parse_api_keys(";".join((PAY_ENTRY, INTERNAL_ENTRY)))
+    interceptor = ApiKeyInterceptor(keys, PARTNER_ONLY_POLICY)
+    async with hosted(mongo_uri, [interceptor], calls) as channel:
+        assert await _call(channel, OPEN, b"open", INTERNAL_KEY) == b"gateway"
+        assert await _call(channel, PURGE, b"", INTERNAL_KEY) == b"purged"
+        watch = channel.unary_stream(WATCH, None, None)
+        replies = [r async for r in watch(b"", metadata=(("x-api-key", INTERNAL_KEY),))]
+        assert replies == [b"gateway", b"gateway"]
+        # Confirming a payment is a payment partner's act, never the gateway's.
+        denied = await error_of(_call(channel, PAY, b"pay", INTERNAL_KEY))
+        assert (denied.code, denied.metadata["required_scope"]) == (
+            grpc.StatusCode.PERMISSION_DENIED,
+            "pay.write",
+        )
+        assert await _call(channel, PAY, b"pay", PAY_KEY) == b"wechat_pay"
+    assert ("Pay", "gateway") not in calls.seen
+    # has_scope stays literal: a handler asking "is this a payment partner?" hears no.
+    principal = keys.authenticate(INTERNAL_KEY)
+    assert principal is not None and principal.is_internal
+    assert not principal.has_scope("pay.read")
+
+
+async def test_a_trusted_network_admits_calls_without_a_key_except_partner_only_ones(
+    mongo_uri: str,
+) -> None:
+    calls = Calls()
+    keys = parse_api_keys(";".join((PAY_ENTRY, READ_ENTRY)))
+    interceptor = ApiKeyInterceptor(keys, PARTNER_ONLY_POLICY, trust_keyless_calls=True)
+    async with hosted(mongo_uri, [interceptor], calls) as channel:
+        assert await _call(channel, PURGE, b"", None) == b"purged"
+        details = await error_of(_call(channel, PAY, b"pay", None))
+        assert details.code is grpc.StatusCode.UNAUTHENTICATED
+        assert details.metadata["required_scope"] == "pay.write"
+        # A key is still checked: a bad one refused, a good one held to its scopes.
+        bad = await error_of(_call(channel, PURGE, b"", "pk_read.nope"))
+        assert bad.code is grpc.StatusCode.UNAUTHENTICATED
+        denied = await error_of(_call(channel, PURGE, b"", READ_KEY))
+        assert denied.code is grpc.StatusCode.PERMISSION_DENIED
+    assert calls.seen == [("Purge", None)]
+
+
+def test_token_buckets_refill_at_the_rate_per_key() -> None:
+    now = [100.0]
+    limits = {"pk_a": RateLimit(2.0, 3), "pk_b": RateLimit(2.0, 3), "pk_free": None}
+    limiter = TokenBucketLimiter(lambda p: limits[p.key_id], clock=lambda: now[0])
+    a, b, free = (Principal(k, "p", frozenset({"x"})) for k in ("pk_a", "pk_b", "pk_free"))
+    assert [limiter.take(a) for _ in range(3)] == [None, None, None]
+    assert limiter.take(a) == pytest.approx(0.5)
+    assert limiter.take(b) is None  # another key has its own bucket
+    now[0] += 0.25
+    assert limiter.take(a) == pytest.approx(0.25)
+    now[0] += 0.25
+    assert limiter.take(a) is None
+    now[0] += 60  # refills up to the burst, not beyond
+    assert [limiter.take(a) for _ in range(4)][-1] == pytest.approx(0.5)
+    assert all(limiter.take(free) is None for _ in range(1000))
+
+
+def test_rates_in_entries_and_the_default_for_the_rest() -> None:
+    plain_key, plain_entry = new_api_key("pk_plain", "p", ["pay.read"])
+    free_key, free_entry = new_api_key("pk_free", "p", ["pay.read"], "unlimited")
+    capped_internal_key, capped_internal_entry = new_api_key("pk_int2", "q", ["internal"], "5/9")
+    ring = parse_api_keys(
+        ";".join((plain_entry, free_entry, SLOW_ENTRY, INTERNAL_ENTRY, capped_internal_entry))
+    )
+    default = RateLimit(50.0, 100)
+    assert ring.limit_of("pk_plain", default) == default
+    assert ring.limit_of("pk_free", default) is None
+    assert ring.limit_of("pk_slow", default) == RateLimit(0.01, 2)
+    assert ring.limit_of("pk_gateway", default) is None  # first-party keys: unlimited
+    assert ring.limit_of("pk_int2", default) == RateLimit(5.0, 9)
+    assert parse_rate_limit("20") == RateLimit(20.0, 20)
+    assert parse_rate_limit("0.5") == RateLimit(0.5, 1)
+    assert parse_rate_limit(" Unlimited ") is None
+    assert all(ring.authenticate(k) for k in (plain_key, free_key, capped_internal_key))
+
+
+@pytest.mark.parametrize("rate", ["fast", "0/5", "5/0", "-1/2", "1/2/3", ""])
+def test_bad_rates_fail_at_start(rate: str) -> None:
+    with pytest.raises(ApiKeyConfigError, match="rate"):
+        parse_api_keys(f"pk_a:partner:{'a' * 64}:x:{rate}")
+    with pytest.raises(ApiKeyConfigError):
+        server_interceptors(ServiceSettings(api_key_rate_limit=rate or "x"), POLICY)
+
+
+async def test_over_its_rate_a_key_gets_rate_limited_with_retry_info_before_the_handler(
+    mongo_uri: str,
+) -> None:
+    """A key allowed 2 calls at once and one more per 100 s: the third call is refused.
+    Open methods (health, reflection, here Open) cost no tokens."""
+    calls = Calls()
+    settings = ServiceSettings(
+        partner_api_keys=";".join((SLOW_ENTRY, ADMIN_ENTRY)), require_api_key=True
+    )
+    async with hosted(mongo_uri, server_interceptors(settings, POLICY), calls) as channel:
+        for _ in range(5):
+            assert await _call(channel, OPEN, b"open", SLOW_KEY) == b"slow_partner"
+        assert await _call(channel, PURGE, b"", SLOW_KEY) == b"purged"
+        assert await _call(channel, PURGE, b"", SLOW_KEY) == b"purged"
+        call = _call(channel, PURGE, b"", SLOW_KEY)
+        try:
+            await call
+            raise AssertionError("the third call was admitted")
+        except grpc.aio.AioRpcError as error:
+            details = RpcErrorDetails.from_rpc_error(error)
+            trailers = dict(error.trailing_metadata() or ())
+        assert details.code is grpc.StatusCode.RESOURCE_EXHAUSTED
+        assert (details.reason, details.metadata["key_id"]) == ("RATE_LIMITED", "pk_slow")
+        wait = float(details.metadata["retry_after_seconds"])
+        assert 90 < wait <= 100
+        assert trailers["retry-after"] == str(int(wait) + 1)
+        status = status_pb2.Status.FromString(trailers[STATUS_DETAILS_KEY])
+        retry = [d for d in status.details if d.Is(error_details_pb2.RetryInfo.DESCRIPTOR)]
+        info = error_details_pb2.RetryInfo()
+        retry[0].Unpack(info)
+        assert info.retry_delay.seconds == int(wait)
+        # Other keys keep their own buckets (the default 50/100).
+        assert await _call(channel, PURGE, b"", ADMIN_KEY) == b"purged"
+    assert calls.seen == [("Open", "slow_partner")] * 5 + [("Purge", "slow_partner")] * 2 + [
+        ("Purge", "ops")
+    ]
+
+
+async def test_settings_decide_whether_calls_without_a_key_are_trusted(mongo_uri: str) -> None:
+    for require, expected in ((False, None), (True, grpc.StatusCode.UNAUTHENTICATED)):
+        settings = ServiceSettings(partner_api_keys=READ_ENTRY, require_api_key=require)
+        calls = Calls()
+        async with hosted(mongo_uri, server_interceptors(settings, POLICY), calls) as channel:
+            if expected is None:
+                assert await _call(channel, PURGE, b"", None) == b"purged"
+            else:
+                assert (await error_of(_call(channel, PURGE, b"", None))).code is expected
+            # Open methods (not in the policy) and health stay open either way.
+            assert await _call(channel, OPEN, b"open", None) == b"-"
+
+
+async def test_caller_interceptors_send_the_callers_key_on_every_call(server: Server) -> None:
+    assert caller_interceptors("") == ()
+    async with grpc.aio.insecure_channel(
+        f"127.0.0.1:{server.host.port}", interceptors=list(caller_interceptors(PAY_KEY))
+    ) as channel:
+        assert await _call(channel, PAY, b"pay", None) == b"wechat_pay"
+        watch = channel.unary_stream(WATCH, None, None)
+        assert [r async for r in watch(b"", timeout=5)] == [b"wechat_pay"] * 2
+        # A call that brings its own key keeps it.
+        assert await _call(channel, OPEN, b"open", READ_KEY) == b"auditor"

@@ -7,6 +7,7 @@ import contextlib
 
 import grpc
 
+from member_svc import access
 from member_svc.books import Books, Clock, build_books, ensure_all_indexes, utc_now
 from member_svc.jobs import run_jobs_forever
 from member_svc.servicer import MemberServicer
@@ -47,4 +48,12 @@ async def on_stop(context: ServiceContext) -> None:
 
 
 def build_host(settings: MemberSettings) -> ServiceHost:
-    return ServiceHost(NAME, settings, SERVICE_NAMES, register, on_ready, on_stop)
+    return ServiceHost(
+        NAME,
+        settings,
+        SERVICE_NAMES,
+        register,
+        on_ready,
+        on_stop,
+        interceptors=access.interceptors(settings),
+    )

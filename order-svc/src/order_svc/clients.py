@@ -16,6 +16,7 @@ from retail.catalog.v1 import catalog_pb2_grpc
 from retail.common.v1 import common_pb2
 from retail.member.v1 import member_pb2_grpc
 from retail.store.v1 import store_pb2_grpc
+from retail_kit.apikeys import caller_interceptors
 from retail_kit.errors import ServiceError
 
 if TYPE_CHECKING:
@@ -82,6 +83,8 @@ class ServiceClients:
                         grpc.aio.ClientInterceptor,
                         DefaultDeadlineInterceptor(settings.call_timeout_seconds),
                     ),
+                    # order-svc's own key (ORDER_SERVICE_API_KEY, scope internal), if set.
+                    *caller_interceptors(settings.service_api_key),
                 ],
             )
 

@@ -11,7 +11,7 @@ import grpc
 from retail.store.v1 import store_pb2, store_pb2_grpc
 from retail_kit.mongo import ensure_indexes
 from retail_kit.server import ServiceContext, ServiceHost
-from store_svc import inventory, reservations
+from store_svc import access, inventory, reservations
 from store_svc.inventory import InventoryBook
 from store_svc.repository import StoreRepository
 from store_svc.reservations import ReservationBook
@@ -72,4 +72,12 @@ async def on_stop(context: ServiceContext) -> None:
 
 
 def build_host(settings: StoreSettings) -> ServiceHost:
-    return ServiceHost(NAME, settings, SERVICE_NAMES, register, on_ready, on_stop)
+    return ServiceHost(
+        NAME,
+        settings,
+        SERVICE_NAMES,
+        register,
+        on_ready,
+        on_stop,
+        interceptors=access.interceptors(settings),
+    )

@@ -33,6 +33,16 @@ class ServiceSettings:
     )
     grace_seconds: float = 5.0
     log_level: str = dataclasses.field(default="INFO", metadata={SHARED_ENV: "LOG_LEVEL"})
+    # API keys of partners and first-party callers (retail_kit.apikeys; docs/PARTNERS.md):
+    # "<key_id>:<partner_id>:<sha256 of the key>:<scope>,...[:<rate>]" entries joined by ";".
+    partner_api_keys: str = ""
+    # true: every call to a service method needs a key (make run, production). false: a call
+    # without a key is a trusted internal call (development and tests on a closed network).
+    require_api_key: bool = False
+    # Partner keys whose entry names no rate: "<calls per second>/<burst>" or "unlimited".
+    api_key_rate_limit: str = "50/100"
+    # The key this service presents when it calls other services (order-svc), scope internal.
+    service_api_key: str = ""
 
 
 _S = TypeVar("_S")
