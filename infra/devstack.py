@@ -20,6 +20,7 @@ import subprocess
 import sys
 import time
 import urllib.request
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
@@ -119,6 +120,47 @@ def wait_http(url: str, process: subprocess.Popen[bytes]) -> None:
     raise TimeoutError(f"gateway did not answer at {url}")
 
 
+DEMO_PARTNERS = (
+    # (label, key id, partner id, scopes, rate); the label must hold no colon.
+    ("payment partner", "pk_demo_pay", "demo_pay", ("order.payments", "order.read"), ""),
+    (
+        "ERP partner",
+        "pk_demo_erp",
+        "demo_erp",
+        ("catalog.read", "store.read", "store.inventory.read", "member.read", "order.read"),
+        "5/10",
+    ),
+)
+KEYED_SERVICES = ("CATALOG", "STORE", "ORDER", "MEMBER")
+
+
+def configure_api_keys(env: dict[str, str]) -> list[tuple[str, str]]:
+    """The gateway's and order-svc's own keys (scope internal) on every service, unless
+    GATEWAY_/ORDER_SERVICE_API_KEY are set; demo partners on every service whose
+    <SERVICE>_PARTNER_API_KEYS is not set. Calls without a key stay trusted (make run is a
+    development stack) unless <SERVICE>_REQUIRE_API_KEY=true, as production sets it.
+    Returns the demo partners' (banner label, key)."""
+    internal: list[str] = []
+    for prefix, key_id in (("GATEWAY", "pk_gateway"), ("ORDER", "pk_order_svc")):
+        if not env.get(f"{prefix}_SERVICE_API_KEY"):
+            key, entry = new_api_key(key_id, key_id.removeprefix("pk_"), ["internal"])
+            env[f"{prefix}_SERVICE_API_KEY"] = key
+            internal.append(entry)
+    unset = [p for p in KEYED_SERVICES if not env.get(f"{p}_PARTNER_API_KEYS")]
+    demo: list[tuple[str, str]] = []
+    demo_entries: list[str] = []
+    if unset:
+        for label, key_id, partner, scopes, rate in DEMO_PARTNERS:
+            key, entry = new_api_key(key_id, partner, scopes, rate)
+            limit = f"; {rate.replace('/', '/s, burst ')}" if rate else ""
+            demo.append((f"{label} ({partner}, scopes {','.join(scopes)}{limit})", key))
+            demo_entries.append(entry)
+    for prefix in KEYED_SERVICES:
+        given = [env[f"{prefix}_PARTNER_API_KEYS"]] if prefix not in unset else demo_entries
+        env[f"{prefix}_PARTNER_API_KEYS"] = ";".join([*given, *internal])
+    return demo
+
+
 def main() -> int:
     try:
         config = load_settings(DevStackSettings, "DEVSTACK")
@@ -143,13 +185,8 @@ def main() -> int:
 
     signal.signal(signal.SIGTERM, request_stop)
     env = dict(os.environ)
-    # A demo payment partner for ConfirmPayment (a fresh key each run; order-svc keeps only
-    # its sha256), unless ORDER_PARTNER_API_KEYS configures the partners.
-    payment_key = ""
-    if not env.get("ORDER_PARTNER_API_KEYS"):
-        payment_key, env["ORDER_PARTNER_API_KEYS"] = new_api_key(
-            "pk_demo_pay", "demo_pay", ["order.payments"]
-        )
+    # API keys (docs/PARTNERS.md): fresh each run, services keep only their sha256.
+    partner_keys = configure_api_keys(env)
     try:
         if "MONGODB_URI" not in env:
             stack.database = EmbeddedDatabase(
@@ -178,7 +215,7 @@ def main() -> int:
             wait_serving(name, f"{service.host}:{service.port}", stack.processes[name])
         base = f"http://{gateway.host}:{gateway.port}"
         wait_http(f"{base}/healthz", stack.processes["gateway"])
-        print_banner(base, gateway.jwt_secret, gateway.jwt_issuer, payment_key)
+        print_banner(base, gateway.jwt_secret, gateway.jwt_issuer, partner_keys)
         with (Path(config.data_dir) / "stack.pids").open("w") as pids:
             pids.writelines(f"{p.pid}\n" for p in stack.processes.values())
         while all(p.poll() is None for p in stack.processes.values()):
@@ -197,7 +234,9 @@ def main() -> int:
         print("[devstack] stopped", file=sys.stderr)
 
 
-def print_banner(base: str, secret: str, issuer: str, payment_key: str = "") -> None:
+def print_banner(
+    base: str, secret: str, issuer: str, partner_keys: Sequence[tuple[str, str]] = ()
+) -> None:
     tokens = {
         "customer (m_0001)": issue_token(
             secret, issuer, Role.CUSTOMER, subject="m_0001", member_id="m_0001", ttl=TOKEN_TTL
@@ -220,9 +259,10 @@ def print_banner(base: str, secret: str, issuer: str, payment_key: str = "") -> 
     print("Demo tokens (send as the header  Authorization: Bearer <token>):")
     for label, token in tokens.items():
         print(f"  {label}: {token}")
-    if payment_key:
-        print("Demo payment partner key (gRPC metadata  x-api-key: <key>, for ConfirmPayment):")
-        print(f"  payment partner (demo_pay, scope order.payments): {payment_key}")
+    if partner_keys:
+        print("Demo partner keys (gRPC metadata  x-api-key: <key>; docs/PARTNERS.md):")
+        for label, key in partner_keys:
+            print(f"  {label}: {key}")
     print("Ctrl-C stops everything.")
     print(f"[devstack] ready: {base}/graphql", flush=True)
 

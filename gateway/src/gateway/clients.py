@@ -17,6 +17,7 @@ from retail.catalog.v1 import catalog_pb2_grpc
 from retail.member.v1 import member_pb2_grpc
 from retail.order.v1 import order_pb2_grpc
 from retail.store.v1 import store_pb2_grpc
+from retail_kit.apikeys import caller_interceptors
 
 if TYPE_CHECKING:
     from retail.catalog.v1.catalog_pb2_grpc import CatalogServiceAsyncStub
@@ -78,6 +79,8 @@ class ServiceClients:
                         grpc.aio.ClientInterceptor,
                         DefaultDeadlineInterceptor(settings.grpc_timeout_seconds),
                     ),
+                    # The gateway's own key (GATEWAY_SERVICE_API_KEY, scope internal), if set.
+                    *caller_interceptors(settings.service_api_key),
                     *interceptors,
                 ],
             )

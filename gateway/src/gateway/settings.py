@@ -30,6 +30,9 @@ class GatewaySettings:
     grace_seconds: float = 5.0
     # Development only: signInWithWeChat accepts "dev:<unionid>" codes (members_auth.py).
     wechat_dev_login: bool = False
+    # The key the gateway presents to the services (x-api-key, scope internal; devstack
+    # mints one each run). Empty: calls go without a key (services that trust the network).
+    service_api_key: str = ""
 
     def __post_init__(self) -> None:
         if len(self.jwt_secret.encode()) < MIN_JWT_SECRET_BYTES:
