@@ -4,16 +4,19 @@ export UV_PYTHON_DOWNLOADS := never
 BUF := var/bin/buf
 PY := uv run --frozen
 
-.PHONY: run test install lint typecheck proto buf seed schema bench bench-discovery bench-orders clean
+.PHONY: run test install install-test lint typecheck proto buf seed schema bench bench-discovery bench-orders clean
 
 run: install ## start the embedded database (SecantusDB), the four services and the gateway; seed; print GraphiQL and tokens
 	$(PY) python infra/devstack.py
 
-test: install lint typecheck buf ## everything CI checks
+test: install-test lint typecheck buf ## everything CI checks
 	$(PY) pytest
 
-install: ## install whatever is missing (Python deps with SecantusDB, buf)
+install: ## install whatever is missing (Python deps with SecantusDB, buf, the JS tools in var/js)
 	@bash infra/install.sh
+
+install-test: ## install, plus what only the tests need (Debian's chromium)
+	@bash infra/install.sh --test
 
 lint:
 	$(PY) ruff check .

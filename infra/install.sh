@@ -3,6 +3,9 @@
 #   uv (from PyPI) -> the workspace's Python dependencies from uv.lock (machine's Python 3.11),
 #                     SecantusDB, the embedded database server, among them
 #   buf, from its npm package (a prebuilt binary inside the package) into var/tools/
+#   the JavaScript the project uses, as locked in infra/js/package-lock.json, into var/js/
+#     (GraphiQL's browser files the gateway serves; @apollo/composition, playwright-core)
+#   with --test: Debian's chromium, for the GraphiQL browser test (apt-get, ~35 s once)
 # No Go toolchain, no source builds.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -31,5 +34,22 @@ if ! buf_ok; then
   npm install --silent --no-audit --no-fund --prefix "$TOOLS/buf" "@bufbuild/buf@$BUF_VERSION" >/dev/null
   ln -sf "$TOOLS/buf/node_modules/@bufbuild/buf-linux-x64/bin/buf" "$BIN/buf"
   buf_ok || { log "buf install failed"; exit 1; }
+fi
+# npm ci into var/js from the committed lock; redone only when the lock changes.
+JS=$ROOT/var/js
+if ! cmp -s "$ROOT/infra/js/package-lock.json" "$JS/.installed-lock" || [ ! -d "$JS/node_modules" ]; then
+  command -v npm >/dev/null || { log "the JavaScript tools need npm (Node.js) on the machine"; exit 1; }
+  log "javascript tools (npm ci from infra/js/package-lock.json into var/js)"
+  rm -rf "$JS" && mkdir -p "$JS"
+  cp "$ROOT/infra/js/package.json" "$ROOT/infra/js/package-lock.json" "$JS/"
+  (cd "$JS" && npm ci --silent --no-audit --no-fund >/dev/null)
+  cp "$ROOT/infra/js/package-lock.json" "$JS/.installed-lock"
+fi
+
+if [ "${1:-}" = "--test" ] && ! command -v chromium >/dev/null 2>&1; then
+  command -v apt-get >/dev/null || { log "the browser test needs Debian's chromium"; exit 1; }
+  log "chromium (Debian package, for the GraphiQL browser test)"
+  apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium >/dev/null
 fi
 log "ready: SecantusDB $(uv pip show secantusdb 2>/dev/null | sed -n "s/^Version: //p"), buf $("$BIN/buf" --version)"
