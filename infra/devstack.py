@@ -187,6 +187,11 @@ def main() -> int:
     env = dict(os.environ)
     # API keys (docs/PARTNERS.md): fresh each run, services keep only their sha256.
     partner_keys = configure_api_keys(env)
+    # Development stand-ins for the SMS and WeChat partners (members, issue 7): member-svc
+    # answers the verification code it would have texted, the gateway signs in WeChat codes
+    # "dev:<unionid>". Production sets neither.
+    env.setdefault("MEMBER_EXPOSE_VERIFICATION_CODES", "true")
+    env.setdefault("GATEWAY_WECHAT_DEV_LOGIN", "true")
     try:
         if "MONGODB_URI" not in env:
             stack.database = EmbeddedDatabase(
@@ -244,6 +249,15 @@ def print_banner(
         "associate (st_001)": issue_token(
             secret, issuer, Role.ASSOCIATE, subject="as_st_001_01", store_id="st_001", ttl=TOKEN_TTL
         ),
+        "store manager (st_001)": issue_token(
+            secret,
+            issuer,
+            Role.STORE_MANAGER,
+            subject="mgr_st_001",
+            store_id="st_001",
+            ttl=TOKEN_TTL,
+        ),
+        "admin": issue_token(secret, issuer, Role.ADMIN, subject="ops_admin", ttl=TOKEN_TTL),
         "kiosk (st_001)": issue_token(
             secret,
             issuer,
