@@ -527,3 +527,39 @@ async def test_a_campaign_can_be_cancelled_by_its_stores_manager_only(
     assert final["status"] == "CANCELLED" and final["issued"] == 0
     bad = await refused(members, LAUNCH, {**variables, "key": ""}, manager("st_013"))
     assert [v["field"] for v in bad["fieldViolations"]] == ["idempotencyKey"]
+
+
+async def test_aliased_campaigns_are_one_batch_and_customers_look_nobody_up(
+    members: GatewayClient, member_world: MemberWorld
+) -> None:
+    await member_world.store_members(lapsed("st_014", 1, purchase_days_ago=120))
+    ids = []
+    for key in ("st_014-a", "st_014-b"):
+        variables = {
+            "name": key,
+            "template": "ct_demo_welcome_back",
+            "rule": {"homeStoreIds": ["st_014"]},
+            "key": key,
+        }
+        ids.append(
+            (await ok(members, LAUNCH, variables, manager("st_014")))["launchCampaign"]["id"]
+        )
+    members.calls.clear()
+    both = await ok(
+        members,
+        "query ($a: ID!, $b: ID!) { a: campaign(id: $a) { id template { id } } "
+        "b: campaign(id: $b) { id template { id } } }",
+        {"a": ids[0], "b": ids[1]},
+        manager("st_014"),
+    )
+    assert [both["a"]["id"], both["b"]["id"]] == ids
+    assert Counter(c.method for c in members.calls.calls) == {
+        "BatchGetCampaigns": 1,
+        "BatchGetCouponTemplates": 1,
+    }
+
+    members.calls.clear()
+    own = customer("m_gw_st_014_1")
+    assert (await refused(members, BY_ID, {"id": "m_gw_st_014_1"}, own))["code"] == "FORBIDDEN"
+    assert (await refused(members, CAMPAIGN, {"id": ids[0]}, own))["code"] == "FORBIDDEN"
+    assert members.calls.calls == []
