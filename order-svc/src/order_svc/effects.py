@@ -495,10 +495,13 @@ async def _deliver_one(
 ) -> bool:
     """Claim, call, finish (or record the failure). True when this call finished it."""
     handler = HANDLERS.get(effect.kind)
-    if handler is None:
-        log.error("order %s: no handler for effect %s", order.id, effect.id)
-        return False
     now = services.now()
+    if handler is None:
+        # Written by a newer version of the service? Looked at again after the longest
+        # back-off instead of on every pass.
+        log.error("order %s: no handler for effect %s", order.id, effect.id)
+        await outbox.defer(order.id, effect.id, now + participants.backoff(64))
+        return False
     if not await outbox.claim(order.id, effect.id, run.owner, now):
         return False  # another deliverer has it, or it is done
     try:
