@@ -206,7 +206,8 @@ async def test_join_with_invite_code_and_the_referrer_sees_the_referral(
     invite = (await ok(members, me, None, referrer))["me"]["member"]["inviteCode"]
 
     own = await refused(members, JOIN, {"code": invite}, referrer)
-    assert own["code"] in {"BAD_USER_INPUT", "FAILED_PRECONDITION"} and own["reason"]
+    assert own["code"] == "BAD_USER_INPUT"
+    assert [v["field"] for v in own["fieldViolations"]] == ["code"]
     joined = (await ok(members, JOIN, {"code": invite.lower()}, referee))["joinWithInviteCode"]
     assert joined == {
         "referrerMemberId": referrer_id,
@@ -218,7 +219,12 @@ async def test_join_with_invite_code_and_the_referrer_sees_the_referral(
         "nodes": [{"refereeMemberId": referee_id, "state": "JOINED"}],
     }
     unknown = await refused(members, JOIN, {"code": "NOSUCH99"}, referee)
-    assert unknown["code"] in {"NOT_FOUND", "FAILED_PRECONDITION", "BAD_USER_INPUT"}
+    assert unknown["code"] == "NOT_FOUND"
+    _, third = await sign_in(members)
+    other = (await ok(members, me, None, third))["me"]["member"]["inviteCode"]
+    second = await refused(members, JOIN, {"code": other}, referee)
+    assert second["code"] == "FAILED_PRECONDITION" and second["reason"] == "LIMIT_REACHED"
+    assert (await ok(members, me, None, referrer))["me"]["member"]["referrals"] == referrals
 
 
 async def test_binding_a_phone_of_another_member_is_a_conflict_then_the_merge_brings_all(
