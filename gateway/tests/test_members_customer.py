@@ -189,6 +189,10 @@ async def test_claims_are_idempotent_by_key_and_limits_are_failed_preconditions(
         member_pb2.ListMemberCouponsRequest(member_id=member_id)
     )
     assert [c.id for c in coupons.coupons] == [first["id"]]  # nothing else was issued
+    by_status = """{ me { member { available: coupons(status: AVAILABLE) { nodes { id } }
+                                   redeemed: coupons(status: REDEEMED) { nodes { id } } } } }"""
+    mine = (await ok(members, by_status, None, headers))["me"]["member"]
+    assert mine == {"available": {"nodes": [{"id": first["id"]}]}, "redeemed": {"nodes": []}}
 
 
 JOIN = """
