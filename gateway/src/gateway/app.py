@@ -1,4 +1,4 @@
-"""The ASGI app: /graphql (bearer auth in front of strawberry) and /healthz."""
+"""The ASGI app: /graphql (bearer auth in front of strawberry), /healthz and GraphiQL's files."""
 
 from __future__ import annotations
 
@@ -13,7 +13,8 @@ from starlette.routing import Route, WebSocketRoute
 
 from gateway.auth import BearerAuthMiddleware
 from gateway.clients import ServiceClients
-from gateway.context import GatewayGraphQL
+from gateway.edge import EdgeGraphQL
+from gateway.graphiql import STATIC_ROUTE
 from gateway.members_auth import CustomerAuth, WeChatAuth
 from gateway.schema import build_schema
 from gateway.settings import GatewaySettings
@@ -27,9 +28,11 @@ def create_app(
 ) -> Starlette:
     """`interceptors` are added to every service channel after the deadline one; `wechat`
     is the production WeChat sign-in (members_auth.py), else the setting decides."""
-    graphql = GatewayGraphQL(
-        build_schema(introspection=settings.introspection),
-        graphql_ide="graphiql" if settings.graphiql else None,
+    graphql = EdgeGraphQL(
+        build_schema(
+            introspection=settings.introspection, field_suggestions=settings.field_suggestions
+        ),
+        settings,
     )
     graphql.customer_auth = CustomerAuth.from_settings(settings, wechat)
     endpoint = BearerAuthMiddleware(graphql, settings.jwt_secret, settings.jwt_issuer)
@@ -54,6 +57,7 @@ def create_app(
             Route("/graphql", endpoint, methods=["GET", "POST"]),
             WebSocketRoute("/graphql", endpoint),
             Route("/healthz", healthz, methods=["GET"]),
+            *([Route(STATIC_ROUTE, graphql.graphiql.static)] if graphql.graphiql else []),
         ],
         lifespan=lifespan,
     )

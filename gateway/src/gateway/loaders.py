@@ -38,6 +38,8 @@ class Loaders:
     """Fresh per request, so one caller never sees another's cached (possibly scoped) data."""
 
     product: DataLoader[str, catalog_pb2.Product]
+    sku: DataLoader[str, catalog_pb2.Sku]
+    """SKUs by id (BatchGetSkus): federation's Sku entity."""
     category: DataLoader[str, catalog_pb2.Category]
     brand: DataLoader[str, catalog_pb2.Brand]
     category_tree: DataLoader[str, Sequence[catalog_pb2.Category]]
@@ -88,6 +90,12 @@ def build_loaders(clients: ServiceClients, principal: Principal, channel: Channe
             return (await catalog.BatchGetProducts(request)).products
 
         return await _batch_get(ids, fetch, lambda p: p.id, "product", "catalog")
+
+    async def load_skus(ids: list[str]) -> list[catalog_pb2.Sku | BaseException]:
+        async def fetch(batch: list[str]) -> Sequence[catalog_pb2.Sku]:
+            return (await catalog.BatchGetSkus(catalog_pb2.BatchGetSkusRequest(ids=batch))).skus
+
+        return await _batch_get(ids, fetch, lambda s: s.id, "sku", "catalog")
 
     async def load_categories(ids: list[str]) -> list[catalog_pb2.Category | BaseException]:
         async def fetch(batch: list[str]) -> Sequence[catalog_pb2.Category]:
@@ -154,6 +162,7 @@ def build_loaders(clients: ServiceClients, principal: Principal, channel: Channe
     category_loader: DataLoader[str, catalog_pb2.Category] = loader(load_categories)
     loaders = Loaders(
         product=loader(load_products),
+        sku=loader(load_skus),
         category=category_loader,
         brand=loader(load_brands),
         category_tree=DataLoader(load_fn=load_tree),

@@ -6,7 +6,6 @@ import contextlib
 import functools
 from collections.abc import Callable, Iterator
 
-import strawberry
 from graphql import GraphQLError
 from strawberry.extensions import (
     AddValidationRules,
@@ -23,6 +22,7 @@ from gateway.catalog import CatalogQuery
 from gateway.catalog_admin import CatalogAdminMutation
 from gateway.channel import ChannelCheck
 from gateway.errors import ErrorCodes, log_unexpected
+from gateway.federation import DisableServiceSdl, SubgraphSchema
 from gateway.inventory import InventoryMutation, InventoryQuery
 from gateway.limits import document_limits_rule
 from gateway.members import MemberCustomerMutation
@@ -30,6 +30,7 @@ from gateway.members_admin import MemberAdminMutation, MemberAdminQuery
 from gateway.members_console import MemberConsoleMutation, MemberConsoleQuery
 from gateway.orders import OrderMutation, OrderQuery
 from gateway.stores import StoreQuery
+from gateway.suggestions import HideFieldSuggestions
 from gateway.tracing import OperationTracing
 from gateway.viewer import ViewerQuery
 
@@ -89,7 +90,9 @@ class DocumentLimits(AddValidationRules):
         super().__init__([DOCUMENT_LIMITS])
 
 
-class GatewaySchema(strawberry.Schema):
+class GatewaySchema(SubgraphSchema):
+    """A Federation v2 subgraph schema (gateway/federation.py)."""
+
     def process_errors(
         self, errors: list[GraphQLError], execution_context: ExecutionContext | None = None
     ) -> None:
@@ -98,7 +101,7 @@ class GatewaySchema(strawberry.Schema):
         log_unexpected(errors)
 
 
-def build_schema(*, introspection: bool = True) -> GatewaySchema:
+def build_schema(*, introspection: bool = True, field_suggestions: bool = True) -> GatewaySchema:
     """Parsing and validation are cached per query text (bounded LRUs shared by the process):
     a document seen before costs neither again. Documents refused by the token limit fail
     while parsing and are not kept; refused by validation, they are kept with their errors.
@@ -113,5 +116,7 @@ def build_schema(*, introspection: bool = True) -> GatewaySchema:
         functools.partial(ValidationCache, maxsize=DOCUMENT_CACHE_SIZE),
     ]
     if not introspection:
-        extensions.append(DisableIntrospection)
+        extensions += [DisableIntrospection, DisableServiceSdl]
+    if not field_suggestions:
+        extensions.append(HideFieldSuggestions)
     return GatewaySchema(query=Query, mutation=Mutation, extensions=extensions)

@@ -3,7 +3,13 @@
 from __future__ import annotations
 
 import dataclasses
+import os
+from collections.abc import Mapping
+from typing import Any
 
+from gateway.cost import BudgetError, parse_budgets
+from gateway.persisted import Mode as PersistedMode
+from gateway.ratelimit import RateLimitError, parse_rates
 from retail_kit.settings import SHARED_ENV, SettingsError, load_settings
 
 MIN_JWT_SECRET_BYTES = 32
@@ -33,6 +39,23 @@ class GatewaySettings:
     # The key the gateway presents to the services (x-api-key, scope internal; devstack
     # mints one each run). Empty: calls go without a key (services that trust the network).
     service_api_key: str = ""
+    # Issue 9 (gateway README, "Abuse limits, persisted queries, GraphiQL, federation").
+    profile: str = "development"
+    """development | production: production turns introspection, field suggestions and
+    GraphiQL off and rate limits on, unless their own variables say otherwise."""
+    field_suggestions: bool = True
+    graphiql_assets: str = ""
+    """node_modules folder with GraphiQL's npm packages; "" = var/js/node_modules."""
+    persisted_queries: str = "apq"
+    """apq | allowlist | off (gateway/persisted.py)."""
+    persisted_query_manifest: str = ""
+    persisted_query_cache_size: int = 5000
+    cdn_max_age_seconds: int = 60
+    max_batch_operations: int = 10
+    cost_budgets: str = ""
+    """role=points,... over gateway/cost.py's BUDGETS."""
+    rate_limits: str = "off"
+    """off, or role=rate/burst,... over gateway/ratelimit.py's DEFAULT_RATES ("" = those)."""
 
     def __post_init__(self) -> None:
         if len(self.jwt_secret.encode()) < MIN_JWT_SECRET_BYTES:
@@ -43,7 +66,51 @@ class GatewaySettings:
             raise SettingsError(
                 f"GATEWAY_GRPC_TIMEOUT_SECONDS: must be positive, got {self.grpc_timeout_seconds}"
             )
+        self._check_issue_9()
+
+    def _check_issue_9(self) -> None:
+        if self.profile not in PROFILES:
+            raise SettingsError(f"GATEWAY_PROFILE: expected one of {', '.join(PROFILES)}")
+        if self.profile == PRODUCTION and self.jwt_secret == DEV_JWT_SECRET:
+            raise SettingsError("GATEWAY_JWT_SECRET: production needs its own secret")
+        modes = [m.value for m in PersistedMode]
+        if self.persisted_queries not in modes:
+            raise SettingsError(f"GATEWAY_PERSISTED_QUERIES: expected one of {', '.join(modes)}")
+        if self.persisted_queries == PersistedMode.ALLOWLIST and not self.persisted_query_manifest:
+            raise SettingsError("GATEWAY_PERSISTED_QUERY_MANIFEST: allowlist mode needs one")
+        for name in ("persisted_query_cache_size", "cdn_max_age_seconds", "max_batch_operations"):
+            if getattr(self, name) < 0:
+                raise SettingsError(f"GATEWAY_{name.upper()}: must not be negative")
+        try:
+            parse_budgets(self.cost_budgets)
+        except BudgetError as error:
+            raise SettingsError(f"GATEWAY_COST_BUDGETS: {error}") from None
+        try:
+            parse_rates(self.rate_limits)
+        except RateLimitError as error:
+            raise SettingsError(f"GATEWAY_RATE_LIMITS: {error}") from None
 
 
-def load() -> GatewaySettings:
-    return load_settings(GatewaySettings, "GATEWAY")
+DEVELOPMENT = "development"
+PRODUCTION = "production"
+PROFILES = (DEVELOPMENT, PRODUCTION)
+PRODUCTION_DEFAULTS: dict[str, Any] = {
+    "introspection": False,
+    "field_suggestions": False,
+    "graphiql": False,
+    "rate_limits": "",  # gateway/ratelimit.py's DEFAULT_RATES
+}
+"""What GATEWAY_PROFILE=production changes, each unless its own GATEWAY_* variable is set."""
+
+
+def load(env: Mapping[str, str] | None = None) -> GatewaySettings:
+    environ = os.environ if env is None else env
+    settings = load_settings(GatewaySettings, "GATEWAY", environ)
+    if settings.profile == PRODUCTION:
+        unset = {
+            name: value
+            for name, value in PRODUCTION_DEFAULTS.items()
+            if f"GATEWAY_{name.upper()}" not in environ
+        }
+        settings = dataclasses.replace(settings, **unset)
+    return settings
