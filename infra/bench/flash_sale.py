@@ -483,7 +483,6 @@ class SaleRound:
 
 async def flash_sale_round(
     stubs: Stubs,
-    connections: list[Connection],
     host: str,
     sku_id: str,
     members: list[str],
@@ -505,6 +504,14 @@ async def flash_sale_round(
         )
         for member_id in members
     ]
+    # Open every connection first (the round times placeOrder, not TCP set-up), just before
+    # the round: uvicorn closes a kept-alive connection after 5 idle seconds.
+    gateway_host, gateway_port = host.split(":")
+    connections = [
+        await Connection.open(gateway_host, int(gateway_port)) for _ in range(len(members))
+    ]
+    warm = Connection.request(host, {"query": "{ me { role } }"}, {})
+    await asyncio.gather(*(c.send(warm) for c in connections))
     go = asyncio.Event()
 
     async def one(index: int) -> Answer:
@@ -526,6 +533,8 @@ async def flash_sale_round(
     wall = time.perf_counter() - started
     after = cpu_ms(pids)
     cpu = {name: (after[name] - before[name]) / len(members) for name in pids}
+    for connection in connections:
+        connection.close()
 
     # Calls the gateway gave up on (its deadline) may still be finishing in order-svc: wait
     # until the SKU's reservations stop changing before judging.
@@ -629,14 +638,7 @@ async def run(stack: Stack, database: EmbeddedDatabase, args: argparse.Namespace
 
         log(f"creating {args.orders} customers")
         members = await bounded([lambda: new_member(stubs) for _ in range(args.orders)], 16)
-        # Open every connection first: the rounds time placeOrder, not TCP set-up.
         host = stack.address("gateway")
-        gateway_host, gateway_port = host.split(":")
-        connections = [
-            await Connection.open(gateway_host, int(gateway_port)) for _ in range(args.orders)
-        ]
-        warm = Connection.request(host, {"query": "{ me { role } }"}, {})
-        await asyncio.gather(*(c.send(warm) for c in connections))
         assert database.process is not None
         pids = {name: process.pid for name, process in stack.processes.items()}
         pids = {"database": database.process.pid, **pids, "client": os.getpid()}
@@ -647,7 +649,7 @@ async def run(stack: Stack, database: EmbeddedDatabase, args: argparse.Namespace
         )
         rounds = []
         for number, sku in enumerate(flash_sale_skus(args.rounds), start=1):
-            sale = await flash_sale_round(stubs, connections, host, sku, members, args.units, pids)
+            sale = await flash_sale_round(stubs, host, sku, members, args.units, pids)
             print_sale_round(number, sale, args.units)
             rounds.append(sale)
         print()
@@ -679,8 +681,6 @@ async def run(stack: Stack, database: EmbeddedDatabase, args: argparse.Namespace
         )
         print(f"accepted per round {accepted}; refusals {dict(others)}; oversold {oversold}")
         print(load_average(), flush=True)
-        for connection in connections:
-            connection.close()
         return 1 if oversold else 0
     finally:
         await http.aclose()
