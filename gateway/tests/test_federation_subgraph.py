@@ -27,7 +27,7 @@ from gateway.tests.conftest import PRICED_BARCODE, PRICED_PRODUCT_ID, PRICED_SKU
 ROOT = Path(__file__).resolve().parents[2]
 NODE_MODULES = ROOT / "var" / "js" / "node_modules"
 COMPOSE = ROOT / "infra" / "js" / "compose-supergraph.cjs"
-KEYED = ("Order", "Product", "Sku", "Store")
+KEYED = ("Member", "Order", "Product", "Sku", "Store")
 
 ENTITIES = """
 query Entities($representations: [_Any!]!) {
@@ -37,6 +37,7 @@ query Entities($representations: [_Any!]!) {
     ... on Sku { id barcode product { id } }
     ... on Store { id name }
     ... on Order { id status }
+    ... on Member { id }
   }
 }
 """
@@ -168,6 +169,16 @@ async def test_orders_keep_their_authorization(gateway: GatewayClient) -> None:
     assert gateway.calls.calls == []
     admin = await _entities(gateway, [{"__typename": "Order", "id": "bad id!"}], token(Role.ADMIN))
     assert admin["errors"][0]["extensions"]["code"] == "BAD_USER_INPUT"
+    assert gateway.calls.calls == []
+
+
+async def test_members_keep_their_authorization(gateway: GatewayClient) -> None:
+    """A member entity is read as `member(id:)`: staff and admins only, checked first."""
+    customer = token(Role.CUSTOMER, member_id="m_0001")
+    for headers, code in (({}, "UNAUTHENTICATED"), (customer, "FORBIDDEN")):
+        body = await _entities(gateway, [{"__typename": "Member", "id": "m_0001"}], headers)
+        assert body["data"]["_entities"] == [None]
+        assert body["errors"][0]["extensions"]["code"] == code
     assert gateway.calls.calls == []
 
 

@@ -8,12 +8,13 @@ schema: it declares `@link(url: "https://specs.apollo.dev/federation/v2.3", impo
 - `_service { sdl }`: the subgraph SDL (committed as gateway/subgraph.graphql, checked by a
   test, composed with @apollo/composition in another);
 - `_entities(representations: [{__typename, id}])`: each entity resolved exactly as the
-  query field that reads it by id (`product(id:)`, `store(id:)`, `order(id:)`): the same id
+  query field that reads it by id (`product(id:)`, `store(id:)`, `order(id:)`,
+  `member(id:)`): the same id
   checks, the same authorization, the same per-request DataLoaders, so n representations of
   one type cost one batched call and `_entities` reveals nothing its query would not. Sku
   has no query field; it is read through the SKU DataLoader (BatchGetSkus).
 
-Adding an entity is one line in ENTITIES: the type and the query field that reads it by id
+Adding an entity is one line below: the type and the query field that reads it by id
 (e.g. `entity(Member, query_field(MemberConsoleQuery, "member"))`).
 
 gateway/schema.graphql stays the plain SDL for clients (their code generators know nothing
@@ -49,6 +50,8 @@ from strawberry.printer import print_schema
 from gateway.catalog import CatalogQuery, Product, Sku
 from gateway.context import GatewayInfo
 from gateway.errors import bad_user_input
+from gateway.members_console import MemberConsoleQuery
+from gateway.members_types import Member
 from gateway.orders import OrderQuery
 from gateway.orders_types import Order
 from gateway.stores import Store, StoreQuery
@@ -91,11 +94,12 @@ async def _sku(info: GatewayInfo, sku_id: str) -> Sku:
     return Sku.from_proto(await info.context.loaders.sku.load(sku_id), "")
 
 
-# The entities: one line each (Member: when its slice has a member(id:) query field).
+# The entities: one line each.
 entity(Product, query_field(CatalogQuery, "product"))
 entity(Sku, _sku)
 entity(Store, query_field(StoreQuery, "store"))
 entity(Order, query_field(OrderQuery, "order"))
+entity(Member, query_field(MemberConsoleQuery, "member"))
 
 
 def _bad_representation(index: int, problem: str) -> GraphQLError:
