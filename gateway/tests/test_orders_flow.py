@@ -87,6 +87,18 @@ mutation ($input: TillSaleInput!, $key: String!) {{
 }}
 """
 
+RETURN = """
+mutation ($orderId: ID!, $returnId: ID!, $storeId: ID!, $lines: [OrderLineInput!]!) {
+  returnItems(orderId: $orderId, returnId: $returnId, storeId: $storeId, lines: $lines,
+              reason: "changed mind") {
+    order { id status refunds { amount { amount } reason returnId }
+            lines { skuId returnedQuantity refundedAmount { amount } paidAmount { amount } } }
+    orderReturn { id storeId refundAmount { amount }
+                  lines { skuId quantity refundAmount { amount } } }
+  }
+}
+"""
+
 
 def customer(member_id: str, channel: str | None = "mini_program") -> dict[str, str]:
     headers = token(Role.CUSTOMER, member_id=member_id)
@@ -499,3 +511,65 @@ async def test_till_sale_enrols_the_phone_and_completes_at_once(
     replay = data(await orders.query(TILL, sale(preview_total), till_headers))["tillSale"]
     assert replay["id"] == sold["id"] and replay["member"]["id"] == sold["member"]["id"]
     assert (await order_world.level(STORE, sku)).on_hand == 2
+
+
+async def test_return_in_another_store_refunds_the_allocated_amount(
+    orders: GatewayClient, order_world: OrderWorld
+) -> None:
+    sku_a = await order_world.stocked_sku(3)
+    sku_b = await order_world.stocked_sku(3)
+    member = await order_world.new_member(points=1000)
+    coupon = await order_world.issue_coupon(member.id)
+    order = await place(
+        orders,
+        member.id,
+        pickup_input([(sku_a, 1), (sku_b, 2)], couponId=coupon.id, redeemPoints=100),
+    )
+    await order_world.pay(order["id"], order["total"]["amount"])
+    code = data(await orders.query(READY, {"id": order["id"]}, ASSOCIATE))["markOrderReady"][
+        "pickupCode"
+    ]
+    data(await orders.query(HAND_OVER, {"id": order["id"], "code": code}, KIOSK))
+    line_b = next(line for line in order["lines"] if line["skuId"] == sku_b)
+    paid_b = line_b["paidAmount"]["amount"]
+
+    other_staff = token(Role.ASSOCIATE, subject="as_st_003_01", store_id=OTHER_STORE)
+    return_id = f"r-{uuid.uuid4().hex[:12]}"
+    variables = {
+        "orderId": order["id"],
+        "returnId": return_id,
+        "storeId": OTHER_STORE,
+        "lines": [{"skuId": sku_b, "quantity": 1}],
+    }
+    result = data(await orders.query(RETURN, variables, other_staff))["returnItems"]
+    refund = result["orderReturn"]["refundAmount"]["amount"]
+    assert refund == paid_b // 2  # floor(paid x 1 / 2) for the first of two units
+    assert result["orderReturn"]["storeId"] == OTHER_STORE
+    returned = next(line for line in result["order"]["lines"] if line["skuId"] == sku_b)
+    assert returned["returnedQuantity"] == 1 and returned["refundedAmount"]["amount"] == refund
+    refunds = [r for r in result["order"]["refunds"] if r["returnId"] == return_id]
+    assert [r["amount"]["amount"] for r in refunds] == [refund]
+    restocked = await order_world.level(OTHER_STORE, sku_b)
+    assert restocked.on_hand == 1  # received at the returning store, not the selling one
+    assert (await order_world.level(STORE, sku_b)).on_hand == 1  # 3 received, 2 sold
+
+    # The same return id again returns nothing more.
+    again = data(await orders.query(RETURN, variables, other_staff))["returnItems"]
+    assert again["orderReturn"]["id"] == return_id
+    line = next(x for x in again["order"]["lines"] if x["skuId"] == sku_b)
+    assert line["returnedQuantity"] == 1
+
+    too_many = await orders.query(
+        RETURN,
+        {
+            **variables,
+            "returnId": f"r-{uuid.uuid4().hex[:12]}",
+            "lines": [{"skuId": sku_b, "quantity": 2}],
+        },
+        other_staff,
+    )
+    extensions = only_error(too_many)
+    assert (extensions["code"], extensions["reason"]) == (
+        "FAILED_PRECONDITION",
+        "RETURN_EXCEEDS_PURCHASE",
+    )
