@@ -47,8 +47,9 @@ from retail_kit.testing import channel_to, running_service, unique_name
 from store_svc.demo_data import demo_stores
 from store_svc.settings import StoreSettings
 
-# SKUs stocked by the store seed in every pickup store (first SKU of active products).
-STOCKED_SKU_COUNT = 160
+# SKUs stocked by the store seed in every pickup store (first SKU of active products;
+# the demo catalog has 276). Every test takes its own: the whole suite needs ~165.
+STOCKED_SKU_COUNT = 240
 ADMIN = common_pb2.Actor(kind=common_pb2.ACTOR_KIND_ADMIN, id="admin_test")
 PICKUP_STORE = "st_001"  # pickup, returns, ship-from-store; open
 CLOSED_STORE = "st_019"  # temporarily closed
