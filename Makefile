@@ -4,7 +4,7 @@ export UV_PYTHON_DOWNLOADS := never
 BUF := var/bin/buf
 PY := uv run --frozen
 
-.PHONY: run test install install-test lint typecheck proto buf seed schema bench bench-discovery bench-orders clean
+.PHONY: run test install install-test lint typecheck proto buf seed schema bench bench-discovery bench-orders bench-persisted clean
 
 run: install ## start the embedded database (SecantusDB), the four services and the gateway; seed; print GraphiQL and tokens
 	$(PY) python infra/devstack.py
@@ -50,6 +50,10 @@ bench-discovery: install ## search, nearbyStores and reservations vs their floor
 
 bench-orders: install ## flash sale: 500 concurrent placeOrder for 100 units, and placeOrder next to its gRPC hops
 	$(PY) python infra/bench/flash_sale.py
+
+bench-persisted: install ## products and product(id): persisted GET and APQ POST next to plain POST (wrk)
+	@command -v wrk >/dev/null || (apt-get update -qq && apt-get install -y -qq wrk)
+	$(PY) python infra/bench/persisted.py
 
 clean:
 	rm -rf var/db var/bench
