@@ -8,12 +8,14 @@ bound of the work an operation can ask for, not a measurement:
   FIELD_WEIGHTS (root fields that fan out in a service: search, nearbyStores); a scalar or
   enum field costs 0, and so do introspection fields (`__schema`, `__type`, `__typename`:
   their size is the schema's, and production turns introspection off);
-- a field with a `first` (or `last`, `limit`) argument multiplies what is selected under it
-  by that number: the literal, the variable's value, else the argument's default
-  (`products(first: 20) { edges { node { ... } } }` costs 1 + 20 x (edges + node + ...));
-  the `edges` and `nodes` of a `...Connection` are already counted by it;
-- any other list field multiplies by its size in LIST_SIZES, else DEFAULT_LIST_SIZE;
-  `_entities(representations: [...])` by the number of representations;
+- a list field costs its weight once (one batched read) plus its length x what each item
+  selects. A field with a `first` (or `last`, `limit`) argument sets that length: the
+  literal, the variable's value, else the argument's default, at most MAX_PAGE_SIZE (a
+  larger page is refused before anything is read); on a field returning a `...Connection`
+  it is the length of the connection's `edges`/`nodes`, so pageInfo and facets count once
+  (`products(first: 20) { edges { node { id } } }` costs 1 + (1 + 20 x 1));
+- any other list's length is LIST_SIZES, else DEFAULT_LIST_SIZE;
+  `_entities(representations: [...])`'s is the number of representations;
 - abstract types (the `_Entity` union) count every type condition's selections;
 - each fragment is costed once per document and reused at every spread (linear in the
   document, like gateway/limits.py), a fragment spread n times costs n times.
@@ -85,7 +87,7 @@ BUDGETS: dict[Role, int] = {
     Role.STORE_MANAGER: 10_000,
     Role.ADMIN: 25_000,
 }
-"""Default budget per role (a page of 50 products with SKUs and quotes costs ~650)."""
+"""Default budget per role (a page of 50 products with SKUs and quotes costs ~950)."""
 
 
 class BudgetError(ValueError):
