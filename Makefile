@@ -55,5 +55,9 @@ bench-persisted: install ## products and product(id): persisted GET and APQ POST
 	@command -v wrk >/dev/null || (apt-get update -qq && apt-get install -y -qq wrk)
 	$(PY) python infra/bench/persisted.py
 
+grpcurl: ## grpcurl (pinned) into var/bin for docs/PARTNERS.md; needs Go, ~2 min once (else infra/grpc_cli.py)
+	@[ -x var/bin/grpcurl ] || GOBIN=$(CURDIR)/var/bin go install github.com/fullstorydev/grpcurl/cmd/grpcurl@v1.9.4
+	@echo "var/bin/grpcurl is ready"
+
 clean:
 	rm -rf var/db var/bench

@@ -459,12 +459,12 @@ async def test_over_its_rate_a_key_gets_rate_limited_with_retry_info_before_the_
         assert (details.reason, details.metadata["key_id"]) == ("RATE_LIMITED", "pk_slow")
         wait = float(details.metadata["retry_after_seconds"])
         assert 90 < wait <= 100
-        assert trailers["retry-after"] == str(int(wait) + 1)
+        assert 0 <= int(trailers["retry-after"]) - wait <= 1
         status = status_pb2.Status.FromString(trailers[STATUS_DETAILS_KEY])
         retry = [d for d in status.details if d.Is(error_details_pb2.RetryInfo.DESCRIPTOR)]
         info = error_details_pb2.RetryInfo()
         retry[0].Unpack(info)
-        assert info.retry_delay.seconds == int(wait)
+        assert abs(info.retry_delay.ToMilliseconds() / 1000 - wait) <= 0.002
         # Other keys keep their own buckets (the default 50/100).
         assert await _call(channel, PURGE, b"", ADMIN_KEY) == b"purged"
     assert calls.seen == [("Open", "slow_partner")] * 5 + [("Purge", "slow_partner")] * 2 + [

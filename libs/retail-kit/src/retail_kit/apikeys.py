@@ -348,7 +348,7 @@ def rate_limited_trailers(error: ServiceError, retry_after: float) -> tuple[tupl
     whole seconds (rounded up, at least 1) for tools that show trailers (grpcurl -v)."""
     status = error.to_status_proto()
     delay = duration_pb2.Duration()
-    delay.FromNanoseconds(max(1, int(retry_after * 1e9)))
+    delay.FromMilliseconds(max(1, math.ceil(retry_after * 1000)))
     retry = any_pb2.Any()
     retry.Pack(error_details_pb2.RetryInfo(retry_delay=delay))
     status.details.append(retry)
