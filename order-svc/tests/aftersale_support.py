@@ -5,6 +5,7 @@ started on a port chosen in advance (so an order-svc can be pointed at it before
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 from collections import Counter
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
@@ -21,8 +22,17 @@ from retail_kit.embedded import free_port
 from retail_kit.mongo import Document
 from retail_kit.server import ServiceHost
 
-from .conftest import ADMIN, OrderService, Stack, order_service
-from .lifecycle_support import Placed, associate, kiosk, ready_pickup, stored
+from .conftest import (
+    ADMIN,
+    PICKUP_STORE,
+    OrderService,
+    Stack,
+    new_member,
+    order_service,
+    pickup_request,
+    set_stock,
+)
+from .lifecycle_support import Placed, associate, kiosk, pay, ready_pickup, stored
 
 
 async def handed_over(
@@ -40,6 +50,30 @@ async def handed_over(
     placed.order = reply.order
     assert placed.order.status == order_pb2.ORDER_STATUS_PICKED_UP
     return placed
+
+
+async def handed_over_many(stack: Stack, orders: OrderService, count: int) -> list[Placed]:
+    """`count` orders of one unit of one SKU (SKUs are a budget the whole suite shares),
+    each by a fresh member, paid, marked ready and handed over at a kiosk."""
+    (sku,) = stack.take_skus(1)
+    await set_stock(stack, PICKUP_STORE, sku, count)
+
+    async def one() -> Placed:
+        member = await new_member(stack)
+        order = (await orders.stub.PlaceOrder(pickup_request(member, [(sku, 1)]))).order
+        order = await pay(orders, order)
+        ready = await orders.stub.MarkReadyForPickup(
+            order_pb2.MarkReadyForPickupRequest(order_id=order.id, actor=associate())
+        )
+        handed = await orders.stub.ConfirmPickup(
+            order_pb2.ConfirmPickupRequest(
+                order_id=order.id, pickup_code=ready.pickup_code, actor=kiosk()
+            )
+        )
+        assert handed.order.status == order_pb2.ORDER_STATUS_PICKED_UP
+        return Placed(handed.order, member, [sku])
+
+    return list(await asyncio.gather(*(one() for _ in range(count))))
 
 
 async def maintenance(orders: OrderService) -> order_pb2.RunMaintenanceResponse:

@@ -15,7 +15,7 @@ from retail.store.v1 import store_pb2
 from .aftersale_support import (
     CallCounter,
     dead_address,
-    handed_over,
+    handed_over_many,
     ledger,
     maintenance,
     member_service_on,
@@ -31,7 +31,7 @@ ORDERS = 12
 async def test_replicas_racing_over_the_same_effects_deliver_each_once(
     stack: Stack, orders: OrderService
 ) -> None:
-    placed = [await handed_over(stack, orders) for _ in range(ORDERS)]
+    placed = await handed_over_many(stack, orders, ORDERS)
     ours = {one.order.id for one in placed}
     # member-svc counts every RecordOrderCompleted it receives, per order.
     counter = CallCounter("RecordOrderCompleted", "order_id")

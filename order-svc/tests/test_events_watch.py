@@ -63,11 +63,18 @@ def shape(events: list[order_pb2.OrderEvent]) -> list[tuple[str, int, str, int]]
     return [(e.order_id, e.sequence, e.kind, e.status) for e in events]
 
 
-async def place(
-    stack: Stack, orders: OrderService, member: str, store: str = PICKUP_STORE
-) -> order_pb2.Order:
+async def stocked(stack: Stack) -> str:
+    """One SKU for a test's orders (SKUs are a budget the whole suite shares), in stock
+    in both stores the tests order from."""
     (sku,) = stack.take_skus(1)
-    await set_stock(stack, store, sku, 5)
+    for store in (PICKUP_STORE, OTHER_STORE):
+        await set_stock(stack, store, sku, 10)
+    return sku
+
+
+async def place(
+    orders: OrderService, sku: str, member: str, store: str = PICKUP_STORE
+) -> order_pb2.Order:
     reply = await orders.stub.PlaceOrder(pickup_request(member, [(sku, 1)], store_id=store))
     return reply.order
 
@@ -89,8 +96,9 @@ async def test_a_member_watcher_sees_every_status_change_in_order(
     stack: Stack, orders: OrderService
 ) -> None:
     member = await new_member(stack)
+    sku = await stocked(stack)
     async with watching(orders.stub, member_id=member) as watcher:
-        order = await place(stack, orders, member)
+        order = await place(orders, sku, member)
         order = await pay(orders, order)
         code = await ready(orders, order)
         await hand_over(orders, order, code)
@@ -115,8 +123,9 @@ async def test_a_watcher_that_reconnects_with_its_token_misses_and_repeats_nothi
     stack: Stack, orders: OrderService
 ) -> None:
     member = await new_member(stack)
+    sku = await stocked(stack)
     async with watching(orders.stub, member_id=member) as first:
-        order = await place(stack, orders, member)
+        order = await place(orders, sku, member)
         order = await pay(orders, order)
         seen = await first.take(2)
     assert [e.kind for e in seen] == ["placed", "paid"]
@@ -125,7 +134,7 @@ async def test_a_watcher_that_reconnects_with_its_token_misses_and_repeats_nothi
     # Disconnected: more changes, of this order and of a second one.
     code = await ready(orders, order)
     await hand_over(orders, order, code)
-    second = await place(stack, orders, member)
+    second = await place(orders, sku, member)
     await orders.stub.CancelOrder(
         order_pb2.CancelOrderRequest(id=second.id, actor=customer(member), reason="changed mind")
     )
@@ -139,7 +148,7 @@ async def test_a_watcher_that_reconnects_with_its_token_misses_and_repeats_nothi
     async with watching(orders.stub, member_id=member, resume_token=token) as resumed:
         assert shape(await resumed.take(4)) == missed
         # Live again: the next change follows at once, nothing repeated before it.
-        third = await place(stack, orders, member)
+        third = await place(orders, sku, member)
         assert shape(await resumed.take(1)) == [
             (third.id, 1, "placed", S.ORDER_STATUS_AWAITING_PAYMENT)
         ]
@@ -154,16 +163,17 @@ async def test_a_watcher_that_reconnects_with_its_token_misses_and_repeats_nothi
 
 async def test_filters_must_all_match(stack: Stack, orders: OrderService) -> None:
     member = await new_member(stack)
+    sku = await stocked(stack)
     other_member = await new_member(stack)
     async with (
         watching(orders.stub, member_id=member, store_id=OTHER_STORE) as member_elsewhere,
         watching(orders.stub, member_id=member, store_id=PICKUP_STORE) as member_here,
         watching(orders.stub, store_id=OTHER_STORE) as store_only,
     ):
-        here = await place(stack, orders, member)
-        await place(stack, orders, other_member)
+        here = await place(orders, sku, member)
+        await place(orders, sku, other_member)
         await pay(orders, here)
-        elsewhere = await place(stack, orders, member, store=OTHER_STORE)
+        elsewhere = await place(orders, sku, member, store=OTHER_STORE)
         # Ordered streams: what comes first proves what was filtered out before it.
         assert shape(await member_elsewhere.take(1)) == [
             (elsewhere.id, 1, "placed", S.ORDER_STATUS_AWAITING_PAYMENT)
@@ -190,12 +200,13 @@ async def test_events_written_through_one_replica_are_watched_through_another(
     stack: Stack, orders: OrderService
 ) -> None:
     member = await new_member(stack)
+    sku = await stocked(stack)
     async with (
         replica(orders, stack) as other,
         watching(other.stub, member_id=member) as through_other,
         watching(orders.stub, member_id=member) as through_first,
     ):
-        order = await place(stack, orders, member)
+        order = await place(orders, sku, member)
         await pay(orders, order)
         code = await ready(orders, order)
         await hand_over(other, order, code)  # the hand-over through the other replica

@@ -207,7 +207,7 @@ async def test_concurrent_returns_of_one_line_never_exceed_it(
 
 
 async def test_a_return_in_another_store_restocks_there(stack: Stack, orders: OrderService) -> None:
-    placed = await completed(stack, orders, quantity=2, lines=2)
+    placed = await completed(stack, orders, quantity=2)
     sku_a = placed.skus[0]
     home = await level(stack, PICKUP_STORE, sku_a)
     clerk = associate(OTHER_STORE, "as_st_002_03")
@@ -289,6 +289,12 @@ async def test_replays_answer_the_same_return_once(stack: Stack, orders: OrderSe
     assert not (await stored(orders, other.order.id)).get("returns")
 
 
+@pytest.fixture(scope="module")
+async def refusable(stack: Stack, orders: OrderService) -> Placed:
+    """One completed order (2 units) every refusal below is tried on: none may change it."""
+    return await completed(stack, orders, quantity=2)
+
+
 async def snapshot(stack: Stack, orders: OrderService, placed: Placed) -> dict[str, Any]:
     return {
         "order": await stored(orders, placed.order.id),
@@ -365,12 +371,13 @@ async def snapshot(stack: Stack, orders: OrderService, placed: Placed) -> dict[s
 async def test_bad_returns_are_refused_and_change_nothing(
     stack: Stack,
     orders: OrderService,
+    refusable: Placed,
     change: dict[str, Any],
     code: grpc.StatusCode,
     reason: str,
     fields: list[str],
 ) -> None:
-    placed = await completed(stack, orders, quantity=2)
+    placed = refusable
     (sku,) = placed.skus
     request = return_request(placed, [(change.get("sku", sku), change.get("quantity", 1))])
     if "store_id" in change:
@@ -392,12 +399,16 @@ async def test_bad_returns_are_refused_and_change_nothing(
     assert (error.code, error.reason) == (code, reason)
     assert [v.field for v in error.violations] == fields
     assert await snapshot(stack, orders, placed) == before
-    # The refused id is free: the right return under it works.
-    if reason not in ("INVALID_ARGUMENT",):
-        ok = await orders.stub.ReturnItems(
-            return_request(placed, [(sku, 1)], return_id=request.return_id)
-        )
-        assert ok.order_return.id == request.return_id
+
+
+async def test_a_refused_return_leaves_its_id_free(stack: Stack, orders: OrderService) -> None:
+    placed = await completed(stack, orders, quantity=2)
+    (sku,) = placed.skus
+    too_many = return_request(placed, [(sku, 3)])
+    error = await error_of(orders.stub.ReturnItems(too_many))
+    assert error.reason == "RETURN_EXCEEDS_PURCHASE"
+    right = return_request(placed, [(sku, 1)], return_id=too_many.return_id)
+    assert (await orders.stub.ReturnItems(right)).order_return.id == too_many.return_id
 
 
 async def test_an_order_not_handed_over_cannot_be_returned(
