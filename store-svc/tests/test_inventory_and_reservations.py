@@ -88,17 +88,22 @@ async def reservation_doc(service: Service, order_id: str) -> dict[str, object] 
 
 async def assert_invariants(service: Service, store_id: str, sku_ids: list[str]) -> None:
     live: dict[str, int] = dict.fromkeys(sku_ids, 0)
+    holds: dict[str, set[str]] = {sku_id: set() for sku_id in sku_ids}
     async for doc in service.database[RESERVATIONS].find({"store_id": store_id}):
         assert doc["status"] in ("reserved", "committed", "released", "failed"), doc
         if doc["status"] == "reserved":
-            for item in doc["lines"]:
+            for index, item in enumerate(doc["lines"]):
                 live[item["sku_id"]] = live.get(item["sku_id"], 0) + item["quantity"]
+                holds.setdefault(item["sku_id"], set()).add(f"r:{doc['_id']}:{index}")
     for sku_id in sku_ids:
         key = f"{store_id}:{sku_id}"
         doc = await service.database[INVENTORY].find_one({"_id": key})
         assert doc is not None
         assert doc["on_hand"] >= doc["reserved"] >= 0, doc
         assert doc["reserved"] == live[sku_id], (doc, live)
+        # Exactly the live reservations' lines hold stock, each once.
+        held = doc.get("held", [])
+        assert len(held) == len(set(held)) and set(held) == holds[sku_id], (held, holds[sku_id])
         expected = max(0, doc["on_hand"] - doc["reserved"] - doc["safety_stock"])
         assert doc["available"] == expected, doc
 

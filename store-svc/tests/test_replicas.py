@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import random
 import subprocess
 import sys
 from collections.abc import AsyncIterator, Iterator
@@ -237,3 +238,43 @@ async def test_one_adjustment_replayed_on_both_replicas_applies_once(replicas: R
         store_pb2.ListInventoryAdjustmentsRequest(store_id=store_id, sku_id=sku, page_size=10)
     )
     assert [a.delta for a in trail.adjustments] == [9]
+
+
+@pytest.mark.parametrize("round_number", range(ROUNDS))
+async def test_replays_on_both_replicas_with_stock_arriving_keep_the_invariants(
+    replicas: Replicas, round_number: int
+) -> None:
+    """Each order replayed on both replicas at once while its short line's stock arrives at a
+    random moment (a retry racing its original): every replay answers the same, and stock
+    matches the live reservations (tests/test_reservation_races.py has the interleavings)."""
+    rng = random.Random(round_number)
+    store_id = await new_store(replicas)
+    plenty, short = "p_0105_s1", "p_0106_s1"
+    await receive(replicas.service, store_id, plenty, 500)
+    await receive(replicas.service, store_id, short, 1)
+    await replicas.stub(0).AdjustInventory(
+        store_pb2.AdjustInventoryRequest(
+            store_id=store_id,
+            sku_id=short,
+            delta=-1,
+            reason=store_pb2.ADJUSTMENT_REASON_DAMAGE,
+            actor_id="as_test",
+            idempotency_key=f"damage-{store_id}",
+        )
+    )
+
+    async def call(n: int, order_id: str, delay: float) -> str:
+        await asyncio.sleep(delay)
+        request = reserve_request(order_id, store_id, line(plenty, 1), line(short, 1))
+        return await reason_of(replicas.stub(n).ReserveStock(request))
+
+    async def arrive(delay: float) -> None:
+        await asyncio.sleep(delay)
+        await receive(replicas.service, store_id, short, 1)
+
+    for number in range(12):
+        order_id = f"o-{store_id}-{number}"
+        calls = [call(n, order_id, rng.uniform(0, 0.01)) for n in range(4)]
+        answers, _ = await asyncio.gather(asyncio.gather(*calls), arrive(rng.uniform(0, 0.015)))
+        assert len(set(answers)) == 1, (order_id, answers)
+    await assert_invariants(replicas.service, store_id, [plenty, short])

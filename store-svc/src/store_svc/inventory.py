@@ -6,19 +6,27 @@ rewritten together by every change so a reader or a conditional filter never see
 disagree. Every change is atomic on that one document, so any number of store-svc replicas
 may change stock at once:
 
-- the hot steps are single conditional updates the server applies atomically: a reserve
-  is `{available >= q} -> reserved += q, available -= q` (exact: available was >= q > 0,
-  so it equalled on_hand - reserved - safety), a commit is `{reserved >= q} -> on_hand -= q,
-  reserved -= q` (available unchanged);
-- every other change (adjustments, safety stock, releases) is a read-compute-write with a
-  `version` compare-and-set: a lost race re-reads and retries.
+- the reservation steps are single conditional updates the server applies atomically: a
+  reserve is `{available >= q, held != h, ops != h} -> reserved += q, available -= q, push
+  h to held` (exact: available was >= q > 0, so it equalled on_hand - reserved - safety), a
+  commit is `{held: h} -> on_hand -= q, reserved -= q, h from held to ops` (available
+  unchanged);
+- every other change (adjustments, safety stock, giving a hold back) is a read-compute-write
+  with a `version` compare-and-set: a lost race re-reads and retries.
 
 Invariants kept by every change: 0 <= reserved <= on_hand (an adjustment may not take on
-hand below what is reserved; a commit takes both down together), safety_stock >= 0.
+hand below what is reserved; a commit takes both down together), safety_stock >= 0, and
+reserved = the sum of the quantities of the holds in `held`.
 
-Each change carries an operation id (the adjustment's idempotency key, or
-"r|c|u:<order>:<line>" for reservations); the last OPS_KEPT ids applied are kept in the
-document, so a step retried after a crash is not applied twice.
+Holds: `held` lists the reservation lines ("r:<order>:<line>") holding stock now, for as
+long as they hold it, so whether a line holds stock is known exactly however late a step is
+retried (no window). A hold's life on the document is open -> held -> closed, or open ->
+closed (barred before any take): closing (`give_back`, `hand_over`) records its id in `ops`
+and a take requires it absent, so a take arriving after the line was closed cannot land.
+
+`ops` keeps the last OPS_KEPT ids of applied adjustments ("a:<key>", so a step retried after
+a crash is not applied twice) and of closed holds; only that bar is bounded by it (see
+store-svc/DESIGN.md).
 """
 
 from __future__ import annotations
@@ -115,6 +123,10 @@ class Short(Exception):
         self.available = available
 
 
+class Closed(Exception):
+    """The hold was closed (given back, barred or committed): the reservation moved on."""
+
+
 class OnHandBelowReserved(Exception):
     def __init__(self, level: InventoryLevel) -> None:
         super().__init__(level)
@@ -156,49 +168,117 @@ class InventoryBook:
         found = await find_by_ids(self._inventory, ids)
         return {key: level_from_document(doc) for key, doc in found.items()}
 
-    async def take(self, store_id: str, sku_id: str, op_id: str, quantity: int) -> bool:
-        """Reserves `quantity` in one atomic conditional update, once per `op_id`.
+    async def take(self, store_id: str, sku_id: str, hold_id: str, quantity: int) -> bool:
+        """Holds `quantity` for `hold_id` ("r:<order>:<line>") in one atomic conditional
+        update: `{available >= q, held != hold_id, ops != hold_id}` -> reserved += q,
+        available -= q, `hold_id` pushed to `held`. So a hold is taken at most once, and never
+        after it was closed (`give_back`, `hand_over`: `hold_id` in `ops`).
 
-        True when stock is held for `op_id` (now or by an earlier try); raises Short with
-        what is available when it is not enough.
+        True when this call took it; False when it was held already (an earlier or a
+        concurrent try); raises Short with what is available when it is not enough, Closed
+        when the hold was closed.
         """
         key = inventory_id(store_id, sku_id)
-        changes = {"reserved": quantity, "available": -quantity}
-        if await self._apply_once(key, op_id, {"available": {"$gte": quantity}}, changes):
-            return True
-        doc = await self._inventory.find_one({"_id": key})
-        if doc is not None and op_id in doc.get("ops", ()):
-            return True
-        raise Short(int(doc.get("available", 0)) if doc else 0)
+        for _ in range(MAX_CAS_ATTEMPTS):
+            result = await self._inventory.update_one(
+                {
+                    "_id": key,
+                    "available": {"$gte": quantity},
+                    "held": {"$ne": hold_id},
+                    "ops": {"$ne": hold_id},
+                },
+                {
+                    "$inc": {"reserved": quantity, "available": -quantity, "version": 1},
+                    "$push": {"held": hold_id},
+                    "$set": {"update_time": datetime.now(UTC)},
+                },
+            )
+            if result.matched_count == 1:
+                return True
+            doc = await self._inventory.find_one(
+                {"_id": key}, {"available": 1, "held": 1, "ops": 1}
+            )
+            if doc is None:
+                raise Short(0)
+            if hold_id in doc.get("held", ()):
+                return False
+            if hold_id in doc.get("ops", ()):
+                raise Closed(key, hold_id)
+            available = int(doc.get("available", 0))
+            if available < quantity:
+                raise Short(available)
+            # Stock arrived between the update and the read: try again.
+        raise RuntimeError(f"inventory {key}: too much contention")  # pragma: no cover
 
-    async def hand_over(self, store_id: str, sku_id: str, op_id: str, quantity: int) -> None:
-        """Commits `quantity` reserved units (on hand and reserved both fall), once per
-        `op_id`, in one atomic conditional update."""
+    async def hand_over(self, store_id: str, sku_id: str, hold_id: str, quantity: int) -> None:
+        """Commits the hold `hold_id` (on hand and reserved both fall by `quantity`) and
+        closes it, in one atomic update conditioned on the hold: done at most once. A hold
+        no longer held was handed over already (only its own commit or a release, which
+        excludes the commit, ends a hold of a RESERVED reservation)."""
         key = inventory_id(store_id, sku_id)
-        changes = {"on_hand": -quantity, "reserved": -quantity}
-        if await self._apply_once(key, op_id, {"reserved": {"$gte": quantity}}, changes):
-            return
-        doc = await self._inventory.find_one({"_id": key})
-        if doc is None:
-            raise MissingInventory(key)
-        if op_id not in doc.get("ops", ()):
-            # Reserved stock is never taken by anything but its own commit or release.
-            raise RuntimeError(f"inventory {key}: {quantity} to commit but {doc['reserved']} held")
-
-    async def _apply_once(
-        self, key: str, op_id: str, condition: Document, increments: dict[str, int]
-    ) -> bool:
-        """One atomic conditional `$inc` that records `op_id`; False when the condition
-        failed or `op_id` was applied before (the caller reads the document to tell)."""
         result = await self._inventory.update_one(
-            {"_id": key, **condition, "ops": {"$ne": op_id}},
+            {"_id": key, "held": hold_id, "reserved": {"$gte": quantity}},
             {
-                "$inc": {**increments, "version": 1},
-                "$push": {"ops": {"$each": [op_id], "$slice": -OPS_KEPT}},
+                "$inc": {"on_hand": -quantity, "reserved": -quantity, "version": 1},
+                "$pull": {"held": hold_id},
+                "$push": {"ops": {"$each": [hold_id], "$slice": -OPS_KEPT}},
                 "$set": {"update_time": datetime.now(UTC)},
             },
         )
-        return result.matched_count == 1
+        if result.matched_count == 1:
+            return
+        doc = await self._inventory.find_one({"_id": key}, {"held": 1, "reserved": 1})
+        if doc is None:
+            raise MissingInventory(key)
+        if hold_id in doc.get("held", ()):
+            raise RuntimeError(f"inventory {key}: {quantity} to commit but {doc['reserved']} held")
+
+    async def give_back(
+        self, store_id: str, sku_id: str, hold_id: str, quantity: int, *, held: bool
+    ) -> bool:
+        """Closes the hold `hold_id`: gives its `quantity` back if it holds stock, and records
+        `hold_id` in `ops` either way, so a take of it arriving later cannot land. Idempotent.
+
+        Not known `held`: first one conditional update bars it where it was never taken
+        (`{held != h, ops != h}` -> push h to ops); else (or when that did not match) a
+        read and a `{_id, version, held: h}` compare-and-set that gives the stock back
+        (available is recomputed, which a `$inc` cannot do). True when this call gave stock
+        back."""
+        key = inventory_id(store_id, sku_id)
+        bar: Document = {
+            "$push": {"ops": {"$each": [hold_id], "$slice": -OPS_KEPT}},
+            "$inc": {"version": 1},
+            "$set": {"update_time": datetime.now(UTC)},
+        }
+        open_hold = {"_id": key, "held": {"$ne": hold_id}, "ops": {"$ne": hold_id}}
+        if not held and (await self._inventory.update_one(open_hold, bar)).matched_count == 1:
+            return False
+        for _ in range(MAX_CAS_ATTEMPTS):
+            doc = await self._inventory.find_one({"_id": key})
+            if doc is None:
+                return False  # nothing was ever held (and no take can land on no document)
+            if hold_id not in doc.get("held", ()):
+                if hold_id in doc.get("ops", ()):
+                    return False  # closed already
+                if (await self._inventory.update_one(open_hold, bar)).matched_count == 1:
+                    return False
+                continue  # a take landed meanwhile
+            level = level_from_document(doc)
+            after = InventoryLevel(
+                store_id, sku_id, level.on_hand, level.reserved - quantity, level.safety_stock
+            )
+            result = await self._inventory.update_one(
+                {"_id": key, "version": doc.get("version", 0), "held": hold_id},
+                {
+                    "$set": {**level_fields(after), "update_time": datetime.now(UTC)},
+                    "$inc": {"version": 1},
+                    "$pull": {"held": hold_id},
+                    "$push": {"ops": {"$each": [hold_id], "$slice": -OPS_KEPT}},
+                },
+            )
+            if result.matched_count == 1:
+                return True
+        raise RuntimeError(f"inventory {key}: too much contention")  # pragma: no cover
 
     async def mutate(
         self,

@@ -2,22 +2,27 @@
 
 No transactions: a reservation document (`_id` = order id) records the action under way and
 each line's progress; each line moves stock by one atomic single-document change of the
-inventory document (see `inventory`), whose operation id ("r|u|c:<order>:<line>") makes a
-retried step a no-op. Any call that finds the reservation PENDING (another call crashed
-mid-way) first drives it to its end state, so every path converges:
+inventory document (see `inventory`), conditioned on that line's hold ("r:<order>:<line>"):
+held or not, closed or not. Any call that finds the reservation PENDING (another call
+crashed mid-way) first drives it to its end state, so every path converges:
 
-- reserve:  line by line `available >= q` -> reserved += q; the first short line records the
-  failure, every line already reserved is released ("u"), status FAILED; else RESERVED.
-- commit:   RESERVED -> each line on_hand -= q, reserved -= q ("c") -> COMMITTED.
-- release:  RESERVED -> each line reserved -= q ("u") -> RELEASED (`expired` when swept).
+- reserve:  line by line `available >= q` -> reserved += q, the line held; the first short
+  line records the failure, every line is closed (stock given back if held, a later take
+  barred), status FAILED; else RESERVED.
+- commit:   RESERVED -> each line's hold on_hand -= q, reserved -= q, closed -> COMMITTED.
+- release:  RESERVED -> each line's hold given back, closed -> RELEASED (`expired` when swept).
 
 No lock anywhere, so several replicas (and concurrent replays of one order) may drive one
-reservation at once. Two things make that safe: every stock move is decided once, by its
-operation id, on the inventory document (whoever applies "r:<order>:0" first decides
-whether the line got stock; everyone else reads that decision); and every change of the
-reservation's status is conditioned on the status and action it was judged against, so a
-commit and a release of one order cannot both start, and a late writer never overwrites a
-newer state: it re-reads and continues from what it finds.
+reservation at once. What makes that safe (the argument is in store-svc/DESIGN.md):
+
+- per line, the inventory document decides: a hold is taken at most once, and not after it
+  was closed; giving back and committing act only on a hold that is held;
+- per order, the reservation document decides the outcome once: the failure is recorded
+  only if none is, and every reserve step (a line reserved, RESERVED) only if none is; a
+  line is closed in a reserve only after the failure was recorded;
+- every change of the reservation's status is conditioned on the status and action it was
+  judged against, so a commit and a release of one order cannot both start, and a late
+  writer never overwrites a newer state: it re-reads and continues from what it finds.
 
 Expiry: an index on (status, hold_until) lets the sweeper find held reservations whose hold
 has passed without any bucket documents.
@@ -29,6 +34,7 @@ import hashlib
 import json
 import logging
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import datetime
 
 from pymongo.asynchronous.database import AsyncDatabase
@@ -37,14 +43,13 @@ from pymongo.errors import DuplicateKeyError
 from retail_kit.errors import ServiceError, not_found
 from retail_kit.mongo import Document, IndexDeclaration
 from store_svc.domain import (
-    InventoryLevel,
     Reservation,
     ReservationFailure,
     ReservationLine,
     ReservationStatus,
 )
 from store_svc.errors import invalid_state, key_reused, out_of_stock
-from store_svc.inventory import Change, InventoryBook, Short
+from store_svc.inventory import Closed, InventoryBook, Short
 
 __all__ = ["RESERVATIONS", "ReservationBook"]
 
@@ -64,6 +69,20 @@ INDEXES = (
 
 class _Moved(Exception):
     """The reservation changed under us (another replica or replay): re-read, go on."""
+
+
+@dataclass(frozen=True, slots=True)
+class _Taken:
+    """A hold taken by this call (not found held already)."""
+
+    sku_id: str
+    hold_id: str
+    quantity: int
+
+
+def _hold_id(order_id: str, index: int) -> str:
+    """The operation id of a line's hold on its inventory document."""
+    return f"r:{order_id}:{index}"
 
 
 def reservation_from_document(doc: Document) -> Reservation:
@@ -174,18 +193,26 @@ class ReservationBook:
 
     async def _settled(self, doc: Document, now: datetime) -> Document:
         """Drives the reservation to the end of its action, re-reading whenever another
-        writer moved it first, and returns the settled document."""
+        writer moved it first, and returns the settled document.
+
+        Holds this call took itself are checked once it is settled: if it did not end
+        RESERVED, none may remain (see `_drop_strays`)."""
+        taken: list[_Taken] = []
         for _ in range(MAX_REDRIVES):
             try:
-                return await self._settle(doc, now)
+                doc = await self._settle(doc, now, taken)
             except _Moved:
                 fresh = await self._reservations.find_one({"_id": doc["_id"]})
                 if fresh is None:  # pragma: no cover - reservations are never deleted
                     raise not_found("reservation", doc["_id"]) from None
                 doc = fresh
+                continue
+            if taken and doc["status"] != ReservationStatus.RESERVED.value:
+                await self._drop_strays(doc, taken)
+            return doc
         raise RuntimeError(f"reservation {doc['_id']}: too much contention")  # pragma: no cover
 
-    async def _settle(self, doc: Document, now: datetime) -> Document:
+    async def _settle(self, doc: Document, now: datetime, taken: list[_Taken]) -> Document:
         """Drives a PENDING reservation to the end of its action; others are returned as is."""
         if doc["status"] != PENDING:
             return doc
@@ -193,74 +220,80 @@ class ReservationBook:
         if action == "reserve":
             if doc.get("failure"):
                 return await self._unwind(doc, now, ReservationStatus.FAILED)
-            return await self._reserve_lines(doc, now)
+            return await self._reserve_lines(doc, now, taken)
         if action == "commit":
             return await self._commit_lines(doc, now)
         return await self._unwind(doc, now, ReservationStatus.RELEASED)
 
-    async def _reserve_lines(self, doc: Document, now: datetime) -> Document:
+    async def _reserve_lines(self, doc: Document, now: datetime, taken: list[_Taken]) -> Document:
+        """Takes the pending lines in order. Every write here is conditioned on no failure
+        being recorded (`undecided`), and the failure only on none recorded yet: so once a
+        line is judged short nothing can mark a line reserved or the order RESERVED, and
+        once RESERVED no failure can be recorded."""
         order_id, store_id = doc["_id"], doc["store_id"]
         last = len(doc["lines"]) - 1
         for index, line in enumerate(doc["lines"]):
             if line["state"] != "pending":
                 continue
             quantity = int(line["quantity"])
+            hold_id = _hold_id(order_id, index)
             try:
-                await self._inventory.take(
-                    store_id, line["sku_id"], f"r:{order_id}:{index}", quantity
-                )
+                if await self._inventory.take(store_id, line["sku_id"], hold_id, quantity):
+                    taken.append(_Taken(line["sku_id"], hold_id, quantity))
+            except Closed:
+                raise _Moved from None  # its hold was closed: the reservation moved on
             except Short as short:
                 failure = {
                     "sku_id": line["sku_id"],
                     "requested": quantity,
                     "available": short.available,
                 }
-                doc = await self._set(doc, {"failure": failure}, now)
+                doc = await self._set(doc, {"failure": failure}, now, undecided=True)
                 return await self._unwind(doc, now, ReservationStatus.FAILED)
             progress: Document = {f"lines.{index}.state": "reserved"}
             if index == last:
                 progress["status"] = ReservationStatus.RESERVED.value
-            doc = await self._set(doc, progress, now)
+            doc = await self._set(doc, progress, now, undecided=True)
         if doc["status"] == PENDING:  # every line was reserved by an earlier try
-            doc = await self._set(doc, {"status": ReservationStatus.RESERVED.value}, now)
+            doc = await self._set(
+                doc, {"status": ReservationStatus.RESERVED.value}, now, undecided=True
+            )
         return doc
 
     async def _unwind(self, doc: Document, now: datetime, end: ReservationStatus) -> Document:
-        """Gives back every line that holds stock, then sets `end` (FAILED or RELEASED)."""
+        """Closes every line's hold (gives its stock back if it holds any, and bars a take of
+        it arriving later), then sets `end` (FAILED or RELEASED)."""
         order_id, store_id = doc["_id"], doc["store_id"]
         for index, line in enumerate(doc["lines"]):
             if line["state"] in ("released", "committed"):
                 continue
-            reserve_op = f"r:{order_id}:{index}"
-            was_reserved = line["state"] == "reserved"
-            quantity = int(line["quantity"])
-
-            def give_back(
-                level: InventoryLevel,
-                inv: Document,
-                q: int = quantity,
-                known: bool = was_reserved,
-                op: str = reserve_op,
-            ) -> Change | None:
-                # A pending line holds stock only if its reserve step got through.
-                if not known and op not in inv.get("ops", ()):
-                    return None
-                return Change(
-                    InventoryLevel(
-                        level.store_id,
-                        level.sku_id,
-                        level.on_hand,
-                        level.reserved - q,
-                        level.safety_stock,
-                    ),
-                    {},
-                )
-
-            await self._inventory.mutate(
-                store_id, line["sku_id"], f"u:{order_id}:{index}", give_back, create=True
+            await self._inventory.give_back(
+                store_id,
+                line["sku_id"],
+                _hold_id(order_id, index),
+                int(line["quantity"]),
+                held=line["state"] == "reserved",
             )
             doc = await self._set(doc, {f"lines.{index}.state": "released"}, now)
         return await self._set(doc, {"status": end.value}, now)
+
+    async def _drop_strays(self, doc: Document, taken: Sequence[_Taken]) -> None:
+        """Gives back any hold this call took that is still held although the reservation
+        ended otherwise than RESERVED (FAILED, RELEASED or COMMITTED hold nothing). The
+        closing of each line bars a later take, so this finds one only if the bar had left
+        the document's last OPS_KEPT operation ids before this call's take arrived."""
+        for item in taken:
+            if await self._inventory.give_back(
+                doc["store_id"], item.sku_id, item.hold_id, item.quantity, held=True
+            ):
+                log.warning(
+                    "reservation %s is %s: gave back %d of %s taken late by %s",
+                    doc["_id"],
+                    doc["status"],
+                    item.quantity,
+                    item.sku_id,
+                    item.hold_id,
+                )
 
     async def _commit_lines(self, doc: Document, now: datetime) -> Document:
         order_id, store_id = doc["_id"], doc["store_id"]
@@ -268,21 +301,24 @@ class ReservationBook:
             if line["state"] == "committed":
                 continue
             await self._inventory.hand_over(
-                store_id, line["sku_id"], f"c:{order_id}:{index}", int(line["quantity"])
+                store_id, line["sku_id"], _hold_id(order_id, index), int(line["quantity"])
             )
             doc = await self._set(doc, {f"lines.{index}.state": "committed"}, now)
         return await self._set(
             doc, {"status": ReservationStatus.COMMITTED.value, "commit_time": now}, now
         )
 
-    async def _set(self, doc: Document, fields: Document, now: datetime) -> Document:
+    async def _set(
+        self, doc: Document, fields: Document, now: datetime, *, undecided: bool = False
+    ) -> Document:
         """Records progress, only if the reservation is still in the status and action it
-        was judged in (raises _Moved otherwise)."""
+        was judged in and, when `undecided`, has no failure recorded (raises _Moved
+        otherwise)."""
         fields = {**fields, "update_time": now}
-        result = await self._reservations.update_one(
-            {"_id": doc["_id"], "status": doc["status"], "action": doc["action"]},
-            {"$set": fields},
-        )
+        query: Document = {"_id": doc["_id"], "status": doc["status"], "action": doc["action"]}
+        if undecided:
+            query["failure"] = None
+        result = await self._reservations.update_one(query, {"$set": fields})
         if result.matched_count == 0:
             raise _Moved
         updated = dict(doc)
