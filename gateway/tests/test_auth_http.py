@@ -166,4 +166,4 @@ async def test_anonymous_caller_can_browse(gateway: GatewayClient) -> None:
 async def test_healthz_ignores_authorization(gateway: GatewayClient) -> None:
     response = await gateway.http.get("/healthz", headers={"Authorization": "Bearer junk"})
     assert response.status_code == 200
-    assert response.json() == {"status": "ok"}
+    assert response.json()["status"] == "ok"

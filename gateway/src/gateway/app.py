@@ -16,6 +16,7 @@ from gateway.clients import ServiceClients
 from gateway.edge import EdgeGraphQL
 from gateway.graphiql import STATIC_ROUTE
 from gateway.members_auth import CustomerAuth, WeChatAuth
+from gateway.order_events import OrderEventHub
 from gateway.schema import build_schema
 from gateway.settings import GatewaySettings
 
@@ -35,22 +36,26 @@ def create_app(
         settings,
     )
     graphql.customer_auth = CustomerAuth.from_settings(settings, wechat)
+    graphql.jwt = (settings.jwt_secret, settings.jwt_issuer)
     endpoint = BearerAuthMiddleware(graphql, settings.jwt_secret, settings.jwt_issuer)
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         clients = ServiceClients.open(settings, interceptors)
         graphql.clients = clients
+        graphql.events = OrderEventHub(lambda: clients.order)
         try:
             yield
         finally:
-            graphql.clients = None
+            await graphql.events.close()
+            graphql.clients = graphql.events = None
             await clients.close()
 
     async def healthz(request: Request) -> JSONResponse:
         if graphql.clients is None:
             return JSONResponse({"status": "starting"}, status_code=503)
-        return JSONResponse({"status": "ok"})
+        subscribers = graphql.events.subscriber_count() if graphql.events else 0
+        return JSONResponse({"status": "ok", "subscriptions": subscribers})
 
     return Starlette(
         routes=[

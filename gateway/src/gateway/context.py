@@ -3,18 +3,21 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.websockets import WebSocket
 from strawberry.asgi import GraphQL
 from strawberry.types import Info
+from strawberry.types.unset import UNSET, UnsetType
 
 from gateway.auth import Principal, principal_of
 from gateway.channel import CHANNEL_HEADER, ChannelChoice, parse_channel
 from gateway.clients import ServiceClients
 from gateway.loaders import Loaders, build_loaders
 from gateway.members_auth import CustomerAuth
+from gateway.order_events import OrderEventHub
 
 DEFAULT_LOCALE = "zh-Hans"
 ENGLISH = "en"
@@ -32,6 +35,10 @@ class GatewayContext:
     loaders: Loaders
     customer_auth: CustomerAuth
     """WeChat sign-in, customer tokens and member codes (members_auth.py)."""
+    events: OrderEventHub | None = None
+    """Order events for subscriptions (order_events.py), one hub per process."""
+    connection_params: dict[str, Any] | None = None
+    """A WebSocket's connection_init payload (strawberry sets it; subscriptions.py)."""
 
 
 GatewayInfo = Info[GatewayContext, None]
@@ -61,6 +68,9 @@ class GatewayGraphQL(GraphQL[GatewayContext, None]):
 
     clients: ServiceClients | None = None
     customer_auth: CustomerAuth | None = None
+    events: OrderEventHub | None = None
+    jwt: tuple[str, str] | None = None
+    """(secret, issuer) for a token in a WebSocket's connection_init (create_app sets it)."""
 
     async def get_context(
         self, request: Request | WebSocket, response: Response | WebSocket
@@ -80,4 +90,19 @@ class GatewayGraphQL(GraphQL[GatewayContext, None]):
             channel=channel,
             loaders=build_loaders(self.clients, principal, channel),
             customer_auth=self.customer_auth,
+            events=self.events,
         )
+
+    async def on_ws_connect(self, context: GatewayContext) -> UnsetType | dict[str, Any] | None:
+        """graphql-transport-ws connection_init: its payload may carry the bearer token
+        (browsers cannot set WebSocket headers); a bad one closes the connection (4403)."""
+        from gateway.subscriptions import connection_principal
+
+        if self.jwt is not None:
+            params = context.connection_params
+            principal = connection_principal(params, context.principal, *self.jwt)
+            if principal != context.principal:
+                context.principal = principal
+                context.loaders = build_loaders(context.clients, principal, context.channel)
+        unset: UnsetType = UNSET
+        return unset

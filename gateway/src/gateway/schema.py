@@ -30,6 +30,7 @@ from gateway.members_admin import MemberAdminMutation, MemberAdminQuery
 from gateway.members_console import MemberConsoleMutation, MemberConsoleQuery
 from gateway.orders import OrderMutation, OrderQuery
 from gateway.stores import StoreQuery
+from gateway.subscriptions import OrderSubscription
 from gateway.suggestions import HideFieldSuggestions
 from gateway.tracing import OperationTracing
 from gateway.viewer import ViewerQuery
@@ -63,6 +64,8 @@ Mutation = merge_types(
         MemberAdminMutation,
     ),
 )
+
+Subscription = merge_types("Subscription", (OrderSubscription,))
 
 DOCUMENT_LIMITS = document_limits_rule(MAX_DEPTH, MAX_ALIASES)
 """Built once: the validation cache keys on the rule classes (gateway/limits.py)."""
@@ -119,4 +122,6 @@ def build_schema(*, introspection: bool = True, field_suggestions: bool = True) 
         extensions += [DisableIntrospection, DisableServiceSdl]
     if not field_suggestions:
         extensions.append(HideFieldSuggestions)
-    return GatewaySchema(query=Query, mutation=Mutation, extensions=extensions)
+    return GatewaySchema(
+        query=Query, mutation=Mutation, subscription=Subscription, extensions=extensions
+    )
