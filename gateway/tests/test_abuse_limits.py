@@ -262,6 +262,8 @@ def test_production_profile_defaults() -> None:
     assert DEV_JWT_SECRET not in PRODUCTION_SECRET
     with pytest.raises(SettingsError, match="GATEWAY_PROFILE"):
         gateway_settings_module.load({"GATEWAY_PROFILE": "staging"})
+    with pytest.raises(SettingsError, match="GATEWAY_WECHAT_DEV_LOGIN"):
+        gateway_settings_module.load({**env, "GATEWAY_WECHAT_DEV_LOGIN": "true"})
 
 
 @pytest.fixture(scope="module")

@@ -205,12 +205,3 @@ def may_see_member(principal: Principal) -> bool:
 def phone_shown_whole(principal: Principal) -> bool:
     """The member (an order a customer may read is theirs) and admins; staff see it masked."""
     return principal.role in (Role.CUSTOMER, Role.ADMIN)
-
-
-def mask_phone(phone: str) -> str:
-    """+8613812348000 -> +86138****8000: the first three and last four national digits."""
-    prefix = "+86" if phone.startswith("+86") else ("+" if phone.startswith("+") else "")
-    national = phone[len(prefix) :]
-    if len(national) <= 7:
-        return prefix + "*" * len(national)
-    return prefix + national[:3] + "*" * (len(national) - 7) + national[-4:]

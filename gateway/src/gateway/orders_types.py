@@ -21,6 +21,7 @@ from gateway.catalog import Money, PageInfo, Product, Sku, money
 from gateway.catalog_admin import MoneyInput, SalesChannel
 from gateway.context import GatewayInfo
 from gateway.fields import resolver
+from gateway.members_access import mask_phone
 from gateway.stores import GeoPoint, Store
 from retail.common.v1 import common_pb2
 from retail.member.v1 import member_pb2
@@ -438,7 +439,7 @@ class OrderMember:
             id=strawberry.ID(member.id),
             display_name=member.display_name,
             tier=member.tier,
-            phone=(phone if whole_phone else orders_access.mask_phone(phone)) or None,
+            phone=(phone if whole_phone else mask_phone(phone)) or None,
         )
 
 

@@ -73,6 +73,9 @@ class GatewaySettings:
             raise SettingsError(f"GATEWAY_PROFILE: expected one of {', '.join(PROFILES)}")
         if self.profile == PRODUCTION and self.jwt_secret == DEV_JWT_SECRET:
             raise SettingsError("GATEWAY_JWT_SECRET: production needs its own secret")
+        if self.profile == PRODUCTION and self.wechat_dev_login:
+            # Dev codes sign anyone in as any WeChat user: never in production.
+            raise SettingsError("GATEWAY_WECHAT_DEV_LOGIN: not allowed in production")
         modes = [m.value for m in PersistedMode]
         if self.persisted_queries not in modes:
             raise SettingsError(f"GATEWAY_PERSISTED_QUERIES: expected one of {', '.join(modes)}")
