@@ -5,6 +5,7 @@
 #   buf, from its npm package (a prebuilt binary inside the package) into var/tools/
 #   the JavaScript the project uses, as locked in infra/js/package-lock.json, into var/js/
 #     (GraphiQL's browser files the gateway serves; @apollo/composition, playwright-core)
+#   the graphql-ws client (tests/js/graphql-ws/package-lock.json) into var/graphql-ws/
 #   with --test: Debian's chromium, for the GraphiQL browser test (apt-get, ~35 s once)
 # No Go toolchain, no source builds.
 set -euo pipefail
@@ -44,6 +45,17 @@ if ! cmp -s "$ROOT/infra/js/package-lock.json" "$JS/.installed-lock" || [ ! -d "
   cp "$ROOT/infra/js/package.json" "$ROOT/infra/js/package-lock.json" "$JS/"
   (cd "$JS" && npm ci --silent --no-audit --no-fund >/dev/null)
   cp "$ROOT/infra/js/package-lock.json" "$JS/.installed-lock"
+fi
+# The reference graphql-ws client for the subscription test and benchmark (its own folder:
+# tests/js/graphql-ws/package-lock.json into var/graphql-ws/, redone when that lock changes).
+WS=$ROOT/var/graphql-ws
+if ! cmp -s "$ROOT/tests/js/graphql-ws/package-lock.json" "$WS/.installed-lock" || [ ! -d "$WS/node_modules" ]; then
+  command -v npm >/dev/null || { log "the graphql-ws client needs npm (Node.js) on the machine"; exit 1; }
+  log "graphql-ws client (npm ci from tests/js/graphql-ws/package-lock.json into var/graphql-ws)"
+  rm -rf "$WS" && mkdir -p "$WS"
+  cp "$ROOT/tests/js/graphql-ws/package.json" "$ROOT/tests/js/graphql-ws/package-lock.json" "$WS/"
+  (cd "$WS" && npm ci --silent --no-audit --no-fund >/dev/null)
+  cp "$ROOT/tests/js/graphql-ws/package-lock.json" "$WS/.installed-lock"
 fi
 
 if [ "${1:-}" = "--test" ] && ! command -v chromium >/dev/null 2>&1; then

@@ -151,3 +151,12 @@ async def eventually(check: object, within_seconds: float = 15.0) -> None:
         if time.monotonic() > deadline:
             raise AssertionError("condition not met in time")
         await asyncio.sleep(0.2)
+
+
+STACK_STOPPER = "test_ctrl_c_stops_every_process"
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """The test that stops the shared stack with Ctrl-C runs last, whatever the file order
+    (test_subscriptions_e2e.py sorts after test_stack_e2e.py)."""
+    items.sort(key=lambda item: getattr(item, "originalname", item.name) == STACK_STOPPER)
