@@ -390,7 +390,7 @@ async def floor_burst(uri: str, database: str, clients: int, key: str) -> float:
     store-svc's `inventory` collection: the database work of ReserveStock's inventory step,
     the same atomic conditional `update_one` as `InventoryBook.take`."""
     from retail_kit.mongo import connect
-    from store_svc.inventory import INVENTORY, OPS_KEPT
+    from store_svc.inventory import INVENTORY
 
     client = connect(uri, "bench-floor")
     try:
@@ -408,6 +408,7 @@ async def floor_burst(uri: str, database: str, clients: int, key: str) -> float:
                 "version": 0,
                 "trail_seq": 0,
                 "ops": [],
+                "held": [],
             }
         )
         # Open the pool's connections first (store-svc's pool is warm by then too): the timed
@@ -417,10 +418,10 @@ async def floor_burst(uri: str, database: str, clients: int, key: str) -> float:
         async def reserve(number: int) -> bool:
             op = f"r:floor-{number}:0"
             result = await collection.update_one(
-                {"_id": key, "available": {"$gte": 1}, "ops": {"$ne": op}},
+                {"_id": key, "available": {"$gte": 1}, "held": {"$ne": op}, "ops": {"$ne": op}},
                 {
                     "$inc": {"reserved": 1, "available": -1, "version": 1},
-                    "$push": {"ops": {"$each": [op], "$slice": -OPS_KEPT}},
+                    "$push": {"held": op},
                     "$set": {"update_time": datetime.now(UTC)},
                 },
             )
