@@ -5,8 +5,9 @@ uv run --frozen python member-svc/bench/segments_and_campaigns.py [--sizes 10000
     [--rounds 15] [--campaign-rounds 3]
 
 Starts its own embedded database (SecantusDB with the default fsync per commit, fresh files
-under var/bench/members) and member-svc as its own process (`python -m member_svc`, as
-`make run` starts it, background jobs every 0.2 s), then for each size (one database, grown
+under var/bench/members; `--reuse` keeps them) and member-svc as its own process (`python -m
+member_svc`, as `make run` starts it, but with its background jobs off so nothing else loads
+the server while it is measured), then for each size (one database, grown
 by `python -m member_svc.bigdata` from one size to the next):
 
 1. CountSegment over gRPC for a few typical rules, `--rounds` sequential calls each,
@@ -18,10 +19,10 @@ by `python -m member_svc.bigdata` from one size to the next):
 
 Then, at the largest size, campaign issuance: `--campaign-rounds` campaigns (each a new
 coupon template, so every member gets one per round) of "dormant members of st_001"
-launched over gRPC, issued by member-svc's own background job; coupons issued per second
-= issued / (finish_time - create_time). Floor: the same number of coupon-shaped documents
-inserted one `insert_one` each into a scratch collection, 8 at a time (the job's issue
-concurrency), and one at a time.
+launched over gRPC, issued by `campaign_job` (the background job's code) run in this process
+on its own books; coupons issued per second = issued / the job's wall time. Floor: the same
+number of coupon-shaped documents inserted one `insert_one` each into a scratch collection,
+8 at a time (the job's issue concurrency), and one at a time, with member-svc idle.
 
 Prints the date, the machine, the load average and every figure; never a test.
 """
@@ -48,10 +49,13 @@ import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from pymongo.asynchronous.database import AsyncDatabase
 
+from member_svc import campaigns
+from member_svc.books import Books, build_books
 from member_svc.campaigns import ISSUE_CONCURRENCY
 from member_svc.growth_rpcs import rule_from_proto
 from member_svc.repository import MEMBERS
 from member_svc.segments import segment_filter
+from member_svc.settings import MemberSettings
 from retail.common.v1 import common_pb2
 from retail.member.v1 import member_pb2, member_pb2_grpc
 from retail_kit.embedded import EmbeddedDatabase, free_port
@@ -231,8 +235,11 @@ async def create_template(stub: member_pb2_grpc.MemberServiceAsyncStub, template
 
 
 async def bench_campaigns(
-    stub: member_pb2_grpc.MemberServiceAsyncStub, rounds: int
+    stub: member_pb2_grpc.MemberServiceAsyncStub, books: Books, rounds: int
 ) -> list[dict[str, float]]:
+    """Launched over gRPC; issued by `campaign_job` run here on its own books (the code each
+    replica's job loop runs), with no other job beside it; timed from the first pass to
+    the completing one."""
     runs = []
     for number in range(1, rounds + 1):
         template_id = f"ct_bench_{number}_{secrets.token_hex(3)}"
@@ -247,12 +254,14 @@ async def bench_campaigns(
             )
         )
         campaign = launched.campaign
-        while campaign.status == member_pb2.CAMPAIGN_STATUS_RUNNING:
-            await asyncio.sleep(0.5)
-            reply = await stub.GetCampaign(member_pb2.GetCampaignRequest(id=campaign.id))
-            campaign = reply.campaign
-        seconds = campaign.finish_time.ToDatetime() - campaign.create_time.ToDatetime()
-        elapsed = seconds.total_seconds()
+        started = time.perf_counter()
+        while await campaigns.campaign_job(books, books.clock()):
+            pass
+        elapsed = time.perf_counter() - started
+        reply = await stub.GetCampaign(member_pb2.GetCampaignRequest(id=campaign.id))
+        campaign = reply.campaign
+        if campaign.status != member_pb2.CAMPAIGN_STATUS_COMPLETED:
+            raise SystemExit(f"campaign {campaign.id} did not complete: {campaign}")
         run = {
             "issued": float(campaign.issued),
             "total": float(campaign.total),
@@ -344,7 +353,10 @@ async def measure_campaigns(
     client = connect(uri, "bench-floor")
     try:
         async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
-            runs = await bench_campaigns(member_pb2_grpc.MemberServiceStub(channel), rounds)
+            settings = MemberSettings(mongodb_uri=uri, database=DATABASE)
+            books = build_books(client[DATABASE], settings)
+            stub = member_pb2_grpc.MemberServiceStub(channel)
+            runs = await bench_campaigns(stub, books, rounds)
         count = int(statistics.median(r["issued"] for r in runs))
         floors = {}
         for concurrency in (ISSUE_CONCURRENCY, 1):
@@ -361,10 +373,18 @@ def main() -> None:
     parser.add_argument("--sizes", type=int, nargs="+", default=[10_000, 100_000])
     parser.add_argument("--rounds", type=int, default=15)
     parser.add_argument("--campaign-rounds", type=int, default=3)
+    parser.add_argument(
+        "--reuse",
+        action="store_true",
+        help="keep var/bench/members from the last run (the generator adds what is missing)",
+    )
+    parser.add_argument("--no-counts", action="store_true", help="campaigns only")
+    parser.add_argument("--data-dir", type=Path, default=ROOT / "var" / "bench" / "members")
     args = parser.parse_args()
     started_at = datetime.now(UTC)
-    data_dir = ROOT / "var" / "bench" / "members"
-    shutil.rmtree(data_dir, ignore_errors=True)
+    data_dir = args.data_dir.resolve()
+    if not args.reuse:
+        shutil.rmtree(data_dir, ignore_errors=True)
     server = EmbeddedDatabase(data_dir, free_port()).start()
     now = datetime.now(UTC)
     by_size: dict[int, dict[str, dict[str, Any]]] = {}
@@ -379,7 +399,7 @@ def main() -> None:
             "MONGODB_URI": server.uri,
             "MEMBER_DATABASE": DATABASE,
             "MEMBER_PORT": str(port),
-            "MEMBER_WORKER_INTERVAL_SECONDS": "0.2",
+            "MEMBER_WORKER_INTERVAL_SECONDS": "0",
             "LOG_LEVEL": "WARNING",
         }
         for size in sorted(args.sizes):
@@ -388,7 +408,10 @@ def main() -> None:
             if process is None:
                 process = subprocess.Popen([sys.executable, "-m", "member_svc"], env=env, cwd=ROOT)
                 wait_serving(f"127.0.0.1:{port}", process)
-            by_size[size], plans[size] = asyncio.run(measure_size(server.uri, port, args.rounds))
+            if not args.no_counts:
+                by_size[size], plans[size] = asyncio.run(
+                    measure_size(server.uri, port, args.rounds)
+                )
         if args.campaign_rounds:
             runs, floors = asyncio.run(measure_campaigns(server.uri, port, args.campaign_rounds))
     finally:
