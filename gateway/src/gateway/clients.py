@@ -6,9 +6,9 @@ calls (order watch streams) choose theirs explicitly, since a short default woul
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, cast
+from typing import TYPE_CHECKING, cast
 
 import grpc
 
@@ -18,6 +18,7 @@ from retail.member.v1 import member_pb2_grpc
 from retail.order.v1 import order_pb2_grpc
 from retail.store.v1 import store_pb2_grpc
 from retail_kit.apikeys import caller_interceptors
+from retail_kit.deadlines import DefaultDeadlineInterceptor
 
 if TYPE_CHECKING:
     from retail.catalog.v1.catalog_pb2_grpc import CatalogServiceAsyncStub
@@ -26,29 +27,6 @@ if TYPE_CHECKING:
     from retail.store.v1.store_pb2_grpc import StoreServiceAsyncStub
 
 CLOSE_GRACE_SECONDS = 1.0
-
-
-class DefaultDeadlineInterceptor(grpc.aio.UnaryUnaryClientInterceptor):  # type: ignore[type-arg]
-    """Gives every unary call a deadline: a slow service must not hold a request forever."""
-
-    def __init__(self, timeout_seconds: float) -> None:
-        self.timeout_seconds = timeout_seconds
-
-    async def intercept_unary_unary(
-        self,
-        continuation: Callable[[grpc.aio.ClientCallDetails, Any], Any],
-        client_call_details: grpc.aio.ClientCallDetails,
-        request: Any,
-    ) -> Any:
-        if client_call_details.timeout is None:
-            client_call_details = grpc.aio.ClientCallDetails(
-                client_call_details.method,
-                self.timeout_seconds,
-                client_call_details.metadata,
-                client_call_details.credentials,
-                client_call_details.wait_for_ready,
-            )
-        return await continuation(client_call_details, request)
 
 
 @dataclass(slots=True)

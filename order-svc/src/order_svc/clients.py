@@ -5,8 +5,7 @@ point them at their own in-process services through the settings' *_addr fields.
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import TYPE_CHECKING, Any, cast
+from typing import TYPE_CHECKING, cast
 
 import grpc
 import grpc.aio
@@ -17,6 +16,7 @@ from retail.common.v1 import common_pb2
 from retail.member.v1 import member_pb2_grpc
 from retail.store.v1 import store_pb2_grpc
 from retail_kit.apikeys import caller_interceptors
+from retail_kit.deadlines import DefaultDeadlineInterceptor
 from retail_kit.errors import ServiceError
 
 if TYPE_CHECKING:
@@ -25,29 +25,6 @@ if TYPE_CHECKING:
     from retail.store.v1.store_pb2_grpc import StoreServiceAsyncStub
 
 CLOSE_GRACE_SECONDS = 1.0
-
-
-class DefaultDeadlineInterceptor(grpc.aio.UnaryUnaryClientInterceptor):  # type: ignore[type-arg]
-    """Gives every unary call a deadline: a slow service must not hold a saga forever."""
-
-    def __init__(self, timeout_seconds: float) -> None:
-        self.timeout_seconds = timeout_seconds
-
-    async def intercept_unary_unary(
-        self,
-        continuation: Callable[[grpc.aio.ClientCallDetails, Any], Any],
-        client_call_details: grpc.aio.ClientCallDetails,
-        request: Any,
-    ) -> Any:
-        if client_call_details.timeout is None:
-            client_call_details = grpc.aio.ClientCallDetails(
-                client_call_details.method,
-                self.timeout_seconds,
-                client_call_details.metadata,
-                client_call_details.credentials,
-                client_call_details.wait_for_ready,
-            )
-        return await continuation(client_call_details, request)
 
 
 def not_connected(service: str) -> ServiceError:
