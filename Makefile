@@ -4,7 +4,7 @@ export UV_PYTHON_DOWNLOADS := never
 BUF := var/bin/buf
 PY := uv run --frozen
 
-.PHONY: run test install install-test lint typecheck proto buf seed schema bench bench-discovery bench-orders bench-persisted clean
+.PHONY: run test install install-test lint typecheck proto buf seed schema bench bench-discovery bench-orders bench-persisted grpcurl clean
 
 run: install ## start the embedded database (SecantusDB), the four services and the gateway; seed; print GraphiQL and tokens
 	$(PY) python infra/devstack.py

@@ -441,3 +441,22 @@ async def test_a_subscriber_that_stops_reading_is_ended_with_its_token_and_resum
         finally:
             await hub.close()
     assert hub.subscriber_count() == 0
+
+
+def test_each_subscription_event_gets_its_own_sub_field_memo() -> None:
+    """graphql-core 3.3.2 shares one memo between a subscription's events, keyed by lists
+    each event makes anew: memory grew with every event delivered (gateway.subscriptions
+    gives each event its own). Here on the gateway's own schema and document."""
+    from graphql import parse
+    from graphql.execution.executor import Executor
+
+    from gateway.schema import build_schema
+
+    schema = build_schema()._schema
+    document = parse('subscription { storePickupQueue(storeId: "st_001") { orderId kind } }')
+    executor = Executor.build(schema, document)
+    assert isinstance(executor, Executor)
+    first = executor.build_per_event_executor({"storePickupQueue": None})
+    second = executor.build_per_event_executor({"storePickupQueue": None})
+    memos = [e._relevant_sub_fields for e in (executor, first, second)]
+    assert len({id(memo) for memo in memos}) == 3
